@@ -1,0 +1,361 @@
+"""CLV module file: customer examples from transactions, preprocessing, the DNN and its evaluation.
+
+Read top to bottom: build_examples (Beam, used by ExamplesBuilder) -> preprocessing_fn (Transform)
+-> run_fn (Trainer) -> eval_config (Evaluator).
+
+Input rows: customer_id, date (YYYY-MM-DD, YYYYMMDD or ISO-8601), quantity, amount.
+Per customer, features are computed over the calibration window [first purchase, threshold_date];
+the label is the spend in (threshold_date, predict_end] only. The `score` split holds the same features
+computed over the whole history up to predict_end, for predicting the following period (no label).
+"""
+import datetime
+import hashlib
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import apache_beam as beam
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+import tensorflow_transform as tft
+import tf_keras as keras
+from absl import logging
+from google.protobuf import wrappers_pb2
+from tfx_bsl.public import tfxio
+
+from pipelines.components.examples_builder import BuiltExamples
+
+KEY = 'customer_id'
+LABEL = 'label'
+PREDICTION = 'predicted_value'
+MEAN_BASELINE = 'mean_baseline'
+# log1p then z-score: counts and money (heavy right tails).
+LOG_FEATURES = ['frequency', 'total_spend', 'mean_spend', 'mean_quantity', 'monetary_value',
+                'purchases_last_30', 'purchases_last_90']
+# z-score only: durations in days.
+LINEAR_FEATURES = ['recency', 'T', 'mean_days_between_purchases']
+MONTH_FEATURE = 'first_purchase_month'
+
+Purchase = Tuple[datetime.date, float, float]  # (day, quantity, amount)
+
+
+# ---------------------------------------------------------------------------------------------------
+# build_examples: raw transaction rows -> per-customer examples (train / eval / score) + rejected rows
+# ---------------------------------------------------------------------------------------------------
+
+def parse_date(value: Any) -> datetime.date:
+  """Parses YYYY-MM-DD, YYYYMMDD (string or int) or an ISO-8601 timestamp; raises ValueError otherwise."""
+  text = str(value).strip()
+  if len(text) == 8 and text.isdigit():
+    return datetime.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+  return datetime.datetime.fromisoformat(text.replace('Z', '+00:00')).date()
+
+
+def parse_transaction(row: Dict[str, Any]) -> Tuple[Optional[Tuple[str, Purchase]], Optional[str]]:
+  """Returns ((customer_id, (day, quantity, amount)), None) or (None, reason) for a bad row."""
+  customer_id = row.get(KEY)
+  if customer_id is None or str(customer_id).strip() == '':
+    return None, 'missing_customer_id'
+  try:
+    day = parse_date(row.get('date'))
+  except (TypeError, ValueError):
+    return None, 'unparsable_date'
+  try:
+    quantity = float(row.get('quantity'))
+    amount = float(row.get('amount'))
+  except (TypeError, ValueError):
+    return None, 'unparsable_number'
+  if quantity != quantity or amount != amount:  # NaN
+    return None, 'unparsable_number'
+  if quantity < 0 or amount < 0:
+    return None, 'negative_quantity_or_amount'
+  return (str(customer_id).strip(), (day, quantity, amount)), None
+
+
+def customer_features(purchases: Iterable[Purchase], as_of: datetime.date) -> Optional[Dict[str, Any]]:
+  """Features of one customer over [first purchase, as_of]; None if no purchase by then.
+
+  Purchases on the same day are merged into one purchase (as BTYD models do). Durations are in days.
+  frequency: repeat purchase days; recency: first to last purchase day; T: first purchase day to as_of;
+  monetary_value: mean spend of the repeat purchase days (0 without repeats), as lifetimes defines it.
+  """
+  by_day: Dict[datetime.date, List[float]] = {}
+  for day, quantity, amount in purchases:
+    if day <= as_of:
+      totals = by_day.setdefault(day, [0.0, 0.0])
+      totals[0] += quantity
+      totals[1] += amount
+  if not by_day:
+    return None
+  days = sorted(by_day)
+  first, last = days[0], days[-1]
+  frequency = len(days) - 1
+  recency = (last - first).days
+  spends = [by_day[d][1] for d in days]
+  total_spend = sum(spends)
+  return {
+      'frequency': frequency,
+      'recency': recency,
+      'T': (as_of - first).days,
+      'total_spend': total_spend,
+      'mean_spend': total_spend / len(days),
+      'monetary_value': sum(spends[1:]) / frequency if frequency else 0.0,
+      'mean_quantity': sum(by_day[d][0] for d in days) / len(days),
+      'mean_days_between_purchases': recency / frequency if frequency else 0.0,
+      'purchases_last_30': sum(1 for d in days if (as_of - d).days < 30),
+      'purchases_last_90': sum(1 for d in days if (as_of - d).days < 90),
+      MONTH_FEATURE: first.month,
+  }
+
+
+def spend_between(purchases: Iterable[Purchase], start: datetime.date, end: datetime.date) -> float:
+  """Total spend with start < day <= end."""
+  return float(sum(amount for day, _, amount in purchases if start < day <= end))
+
+
+def assign_split(customer_id: str, eval_percent: int, seed: int) -> str:
+  """Stable split by a salted hash of the customer id: 'eval' for eval_percent% of customers."""
+  bucket = int(hashlib.md5(f'{seed}:{customer_id}'.encode('utf-8')).hexdigest(), 16) % 100
+  return 'eval' if bucket < eval_percent else 'train'
+
+
+class _CustomerExamples(beam.DoFn):
+  """(customer_id, purchases) -> a train/eval example, a score example, and counted skips."""
+
+  def __init__(self, params: Dict[str, Any]):
+    self._params = params
+
+  def process(self, element):
+    customer_id, purchases = element
+    purchases = list(purchases)
+    threshold = parse_date(self._params['threshold_date'])
+    predict_end = parse_date(self._params['predict_end'])
+    late = [p for p in purchases if p[0] > predict_end]
+    for day, quantity, amount in late:
+      yield beam.pvalue.TaggedOutput('rejected', {
+          'reason': 'after_predict_end',
+          'record': {KEY: customer_id, 'date': day.isoformat(), 'quantity': quantity, 'amount': amount}})
+    purchases = [p for p in purchases if p[0] <= predict_end]
+    if not purchases:
+      return
+    yield beam.pvalue.TaggedOutput('score', {KEY: customer_id, **customer_features(purchases, predict_end)})
+    calibration = customer_features(purchases, threshold)
+    if calibration is None:
+      yield beam.pvalue.TaggedOutput('rejected', {
+          'reason': 'no_purchase_before_threshold', 'record': {KEY: customer_id}})
+      return
+    if calibration['total_spend'] > self._params['max_monetary']:
+      yield beam.pvalue.TaggedOutput('rejected', {
+          'reason': 'calibration_spend_above_max_monetary',
+          'record': {KEY: customer_id, 'total_spend': calibration['total_spend']}})
+      return
+    split = assign_split(customer_id, self._params['eval_percent'], self._params['seed'])
+    yield beam.pvalue.TaggedOutput(split, {
+        KEY: customer_id, **calibration, LABEL: spend_between(purchases, threshold, predict_end)})
+
+
+def _parse_or_reject(row: Dict[str, Any]):
+  parsed, reason = parse_transaction(row)
+  if reason:
+    yield beam.pvalue.TaggedOutput('rejected', {'reason': reason, 'record': row})
+  else:
+    yield parsed
+
+
+def build_examples(rows: beam.PCollection, params: Dict[str, Any]) -> BuiltExamples:
+  """Transactions -> per-customer examples.
+
+  params: threshold_date, predict_end (dates), max_monetary (customers whose calibration spend exceeds it
+  are left out of train/eval and counted), eval_percent, seed (salt of the split hash).
+  Row-level rejects: missing_customer_id, unparsable_date, unparsable_number, negative_quantity_or_amount,
+  after_predict_end. Customer-level: no_purchase_before_threshold, calibration_spend_above_max_monetary.
+  """
+  parsed = rows | 'Parse' >> beam.FlatMap(_parse_or_reject).with_outputs('rejected', main='valid')
+  customers = (parsed.valid
+               | 'GroupByCustomer' >> beam.GroupByKey()
+               | 'CustomerExamples' >> beam.ParDo(_CustomerExamples(params)).with_outputs(
+                   'train', 'eval', 'score', 'rejected'))
+  rejected = (parsed.rejected, customers.rejected) | 'FlattenRejected' >> beam.Flatten()
+  return BuiltExamples(splits={'train': customers.train, 'eval': customers.eval, 'score': customers.score},
+                       rejected=rejected)
+
+
+# ---------------------------------------------------------------------------------------------------
+# preprocessing_fn (Transform)
+# ---------------------------------------------------------------------------------------------------
+
+def _column(tensor: tf.Tensor) -> tf.Tensor:
+  return tf.reshape(tf.cast(tensor, tf.float32), [-1, 1])
+
+
+def preprocessing_fn(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """log1p + z-score for counts and money, z-score for durations, one-hot month of first purchase."""
+  outputs = {name: tft.scale_to_z_score(tf.math.log1p(_column(inputs[name]))) for name in LOG_FEATURES}
+  outputs.update({name: tft.scale_to_z_score(_column(inputs[name])) for name in LINEAR_FEATURES})
+  month = tf.reshape(tf.cast(inputs[MONTH_FEATURE], tf.int64), [-1])
+  outputs[MONTH_FEATURE] = tf.one_hot(month - 1, 12)
+  if LABEL in inputs:
+    outputs[LABEL] = _column(inputs[LABEL])
+  return outputs
+
+
+# ---------------------------------------------------------------------------------------------------
+# run_fn (Trainer): DNN with batch norm and dropout, MSE or zero-inflated lognormal loss
+# ---------------------------------------------------------------------------------------------------
+
+def ziln_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+  """Zero-inflated lognormal loss (Wang, Liu & Miao 2019), per example.
+
+  logits[:, 0]: logit of P(label > 0); logits[:, 1:3]: mu and (pre-softplus) sigma of log(label).
+  loss = BCE(label > 0, p) - [label > 0] * log LogNormal(label; mu, sigma).
+  """
+  labels = tf.reshape(tf.cast(labels, tf.float32), [-1])
+  positive = tf.cast(labels > 0, tf.float32)
+  p_logit, mu, sigma = _ziln_parameters(logits)
+  classification = tf.nn.sigmoid_cross_entropy_with_logits(labels=positive, logits=p_logit)
+  safe_labels = positive * labels + (1.0 - positive)
+  log_safe = tf.math.log(safe_labels)
+  log_prob = (-log_safe - tf.math.log(sigma) - 0.5 * tf.math.log(2.0 * 3.141592653589793)
+              - tf.square(log_safe - mu) / (2.0 * tf.square(sigma)))
+  return classification - positive * log_prob
+
+
+def _ziln_parameters(logits: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  sigma = tf.maximum(tf.math.softplus(logits[:, 2]), tf.math.sqrt(keras.backend.epsilon()))
+  return logits[:, 0], logits[:, 1], sigma
+
+
+def ziln_expected_value(logits: tf.Tensor) -> tf.Tensor:
+  """E[label] = P(label > 0) * exp(mu + sigma^2 / 2), shape [batch]."""
+  p_logit, mu, sigma = _ziln_parameters(logits)
+  return tf.sigmoid(p_logit) * tf.exp(mu + 0.5 * tf.square(sigma))
+
+
+def build_model(feature_widths: Dict[str, int], hidden_units: List[int], dropout: float, loss: str,
+                output_bias: List[float]) -> keras.Model:
+  """Dense -> BatchNorm -> ReLU -> Dropout per hidden layer; 1 output (mse) or 3 ZILN logits (ziln).
+
+  output_bias starts the model at a sensible prediction (see `initial_output_bias`).
+  """
+  inputs = {name: keras.Input(shape=(width,), name=name) for name, width in sorted(feature_widths.items())}
+  x = keras.layers.Concatenate()(list(inputs.values()))
+  for units in hidden_units:
+    x = keras.layers.Dense(units, use_bias=False)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation('relu')(x)
+    x = keras.layers.Dropout(dropout)(x)
+  outputs = keras.layers.Dense(len(output_bias), name='output',
+                               bias_initializer=keras.initializers.Constant(output_bias))(x)
+  return keras.Model(inputs=inputs, outputs=outputs)
+
+
+def initial_output_bias(labels: tf.Tensor, loss: str) -> List[float]:
+  """mse: [mean label]; ziln: [logit of P(label > 0), mean log positive label, softplus^-1(std log)]."""
+  labels = tf.reshape(tf.cast(labels, tf.float32), [-1])
+  if loss != 'ziln':
+    return [float(tf.reduce_mean(labels))]
+  positive = tf.boolean_mask(labels, labels > 0)
+  share = min(max(float(tf.size(positive)) / max(int(tf.size(labels)), 1), 1e-3), 1 - 1e-3)
+  logs = tf.math.log(positive) if tf.size(positive) > 0 else tf.zeros([1])
+  std = max(float(tf.math.reduce_std(logs)), 0.1)
+  return [float(tf.math.log(share / (1 - share))), float(tf.reduce_mean(logs)), float(tf.math.log(tf.math.expm1(std)))]
+
+
+def predicted_value(model_output: tf.Tensor, loss: str) -> tf.Tensor:
+  """The expected spend from the model's raw output, shape [batch], never negative."""
+  if loss == 'ziln':
+    return ziln_expected_value(model_output)
+  return tf.nn.relu(tf.reshape(model_output, [-1]))
+
+
+def _dataset(file_pattern: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
+             batch_size: int, seed: int, num_epochs: Optional[int]) -> tf.data.Dataset:
+  return data_accessor.tf_dataset_factory(
+      file_pattern,
+      tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=LABEL, shuffle_seed=seed,
+                                     num_epochs=num_epochs),
+      tf_transform_output.transformed_metadata.schema)
+
+
+def _serving_fn(model: keras.Model, tf_transform_output: tft.TFTransformOutput, loss: str,
+                train_mean: float):
+  """serving_default: serialized raw tf.Examples -> predicted_value and the training-mean baseline."""
+  model.tft_layer = tf_transform_output.transform_features_layer()
+  raw_feature_spec = tf_transform_output.raw_feature_spec()
+  raw_feature_spec.pop(LABEL)
+
+  @tf.function(input_signature=[tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])
+  def serve(serialized_examples):
+    features = tf.io.parse_example(serialized_examples, raw_feature_spec)
+    transformed = model.tft_layer(features)
+    prediction = predicted_value(model({k: transformed[k] for k in model.input_names}), loss)
+    return {PREDICTION: prediction, MEAN_BASELINE: tf.fill(tf.shape(prediction), train_mean)}
+
+  return serve
+
+
+def run_fn(fn_args) -> None:
+  """Trains the DNN on the transformed train split and saves a Keras-2 SavedModel with serving_default."""
+  config = fn_args.custom_config
+  seed = int(config['seed'])
+  keras.utils.set_random_seed(seed)
+  tf.config.experimental.enable_op_determinism()
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  feature_widths = {name: spec.shape[-1] if spec.shape else 1
+                    for name, spec in tf_transform_output.transformed_feature_spec().items() if name != LABEL}
+  train = _dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
+                   int(config['batch_size']), seed, num_epochs=1)
+  labels = tf.concat([tf.reshape(label, [-1]) for _, label in train], axis=0)
+  train_mean = float(tf.reduce_mean(labels))
+  logging.info('Training label mean (the mean baseline): %.4f over %d customers', train_mean, labels.shape[0])
+  model = build_model(feature_widths, [int(u) for u in str(config['hidden_units']).split(',') if u],
+                      float(config['dropout']), config['loss'], initial_output_bias(labels, config['loss']))
+  model.compile(optimizer=keras.optimizers.Adam(float(config['learning_rate'])),
+                loss=ziln_loss if config['loss'] == 'ziln' else 'mse')
+  model.fit(train, epochs=int(config['epochs']), verbose=2)
+  model.save(fn_args.serving_model_dir, save_format='tf',
+             signatures={'serving_default': _serving_fn(model, tf_transform_output, config['loss'], train_mean)})
+
+
+# ---------------------------------------------------------------------------------------------------
+# eval_config (Evaluator): the DNN and the training-mean baseline on the same eval customers
+# ---------------------------------------------------------------------------------------------------
+
+def _regression_metrics() -> List[tfma.MetricConfig]:
+  return [
+      tfma.MetricConfig(class_name='ExampleCount'),
+      tfma.MetricConfig(class_name='MeanAbsoluteError'),
+      tfma.MetricConfig(class_name='RootMeanSquaredError'),
+      tfma.MetricConfig(class_name='MeanLabel'),
+      tfma.MetricConfig(class_name='MeanPrediction'),
+      tfma.MetricConfig(class_name='NormalizedGini', module='pipelines.metrics'),
+      tfma.MetricConfig(class_name='DecileTable', module='pipelines.metrics'),
+  ]
+
+
+def eval_config(max_mae_increase: float) -> tfma.EvalConfig:
+  """MAE, RMSE, mean label/prediction, normalized Gini and deciles for both outputs.
+
+  Blessing (on predicted_value): normalized Gini above 0 (ranks better than chance) and MAE at most
+  `max_mae_increase` (relative) above the latest blessed model's on the same eval customers.
+  """
+  label_keys = {PREDICTION: LABEL, MEAN_BASELINE: LABEL}
+  gated = _regression_metrics()
+  for metric in gated:
+    if metric.class_name == 'MeanAbsoluteError':
+      metric.threshold.CopyFrom(tfma.MetricThreshold(change_threshold=tfma.GenericChangeThreshold(
+          direction=tfma.MetricDirection.LOWER_IS_BETTER, relative={'value': max_mae_increase})))
+    if metric.class_name == 'NormalizedGini':
+      metric.threshold.CopyFrom(tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+          lower_bound={'value': 0.0})))
+  return tfma.EvalConfig(
+      model_specs=[
+          tfma.ModelSpec(name='candidate', signature_name='serving_default', label_keys=label_keys),
+          tfma.ModelSpec(name='baseline', signature_name='serving_default', label_keys=label_keys,
+                         is_baseline=True),
+      ],
+      slicing_specs=[tfma.SlicingSpec()],
+      # The model's compiled loss is not a metric here (and TFMA cannot map it to one output).
+      options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
+      metrics_specs=[
+          tfma.MetricsSpec(metrics=gated, output_names=[PREDICTION]),
+          tfma.MetricsSpec(metrics=_regression_metrics(), output_names=[MEAN_BASELINE], model_names=['candidate']),
+      ])

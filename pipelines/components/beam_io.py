@@ -1,0 +1,92 @@
+"""Beam helpers shared by our components: tf.Example <-> dict rows, counters written as one JSON file."""
+import json
+import os
+from typing import Any, Dict, Iterable, List, Mapping, Optional
+
+import apache_beam as beam
+import tensorflow as tf
+
+COUNTS_FILE = 'counts.json'
+Row = Dict[str, Any]
+
+
+def example_to_row(example: tf.train.Example) -> Row:
+  """Converts a tf.Example to a dict: one value -> scalar, none -> None, several -> list; bytes decoded."""
+  row: Row = {}
+  for name, feature in example.features.feature.items():
+    kind = feature.WhichOneof('kind')
+    values: List[Any] = list(getattr(feature, kind).value) if kind else []
+    if kind == 'bytes_list':
+      values = [v.decode('utf-8', errors='replace') for v in values]
+    row[name] = values[0] if len(values) == 1 else (values or None)
+  return row
+
+
+def row_to_example(row: Mapping[str, Any]) -> tf.train.Example:
+  """Converts a dict of scalars or lists (int, float, str, bytes) to a tf.Example; None values are omitted."""
+  features = {}
+  for name, value in row.items():
+    if value is None:
+      continue
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    first = values[0] if values else 0.0
+    if isinstance(first, (bool, int)) and not isinstance(first, float):
+      features[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+    elif isinstance(first, float) or hasattr(first, 'dtype'):
+      features[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+    else:
+      features[name] = tf.train.Feature(bytes_list=tf.train.BytesList(
+          value=[v if isinstance(v, bytes) else str(v).encode('utf-8') for v in values]))
+  return tf.train.Example(features=tf.train.Features(feature=features))
+
+
+@beam.ptransform_fn
+def ReadExampleRows(pipeline: beam.Pipeline, file_pattern: str) -> beam.PCollection:  # pylint: disable=invalid-name
+  """Reads GZIP TFRecords of tf.Examples as dict rows."""
+  return (pipeline
+          | 'Read' >> beam.io.ReadFromTFRecord(file_pattern, coder=beam.coders.ProtoCoder(tf.train.Example))
+          | 'ToRow' >> beam.Map(example_to_row))
+
+
+@beam.ptransform_fn
+def WriteExampleRows(rows: beam.PCollection, output_dir: str) -> beam.pvalue.PDone:  # pylint: disable=invalid-name
+  """Writes dict rows as GZIP TFRecords of tf.Examples, as ExampleGen does."""
+  return (rows
+          | 'ToExample' >> beam.Map(row_to_example)
+          | 'Write' >> beam.io.WriteToTFRecord(os.path.join(output_dir, 'data_tfrecord'), file_name_suffix='.gz',
+                                               coder=beam.coders.ProtoCoder(tf.train.Example)))
+
+
+def _merge_counts(pairs: Iterable[Any]) -> str:
+  return json.dumps(dict(sorted(pairs)), sort_keys=True)
+
+
+@beam.ptransform_fn
+def WriteCounts(keyed_ones: beam.PCollection, output_dir: str) -> beam.pvalue.PDone:  # pylint: disable=invalid-name
+  """Sums (name, n) pairs per name and writes them as one JSON object to <output_dir>/counts.json."""
+  return (keyed_ones
+          | 'SumPerName' >> beam.CombinePerKey(sum)
+          | 'AllNames' >> beam.combiners.ToList()
+          | 'ToJson' >> beam.Map(_merge_counts)
+          | 'Write' >> beam.io.WriteToText(os.path.join(output_dir, COUNTS_FILE), num_shards=1,
+                                           shard_name_template=''))
+
+
+def read_counts(output_dir: str) -> Dict[str, int]:
+  """Reads the counts written by WriteCounts; missing file -> empty dict."""
+  path = os.path.join(output_dir, COUNTS_FILE)
+  if not tf.io.gfile.exists(path):
+    return {}
+  with tf.io.gfile.GFile(path) as f:
+    text = f.read().strip()
+  return json.loads(text) if text else {}
+
+
+def load_function(dotted_path: str) -> Any:
+  """Imports `package.module.function` and returns the function."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  module_name, _, attr = dotted_path.rpartition('.')
+  if not module_name:
+    raise ValueError(f'Expected a dotted path module.function, got {dotted_path!r}')
+  return getattr(importlib.import_module(module_name), attr)
+

@@ -1,0 +1,130 @@
+"""ExamplesBuilder: raw Examples -> model Examples by a module function `build_examples` (Beam).
+
+The module function has the signature
+
+    build_examples(rows: beam.PCollection[dict], params: dict) -> BuiltExamples
+
+where `rows` are the raw rows of every input split as dicts (see `beam_io.example_to_row`),
+`BuiltExamples.splits` maps split names to PCollections of dict rows, and `BuiltExamples.rejected`
+holds `{'reason': str, 'record': dict}` for every input row or entity set aside. The component writes
+each split as GZIP tf.Example TFRecords (like ExampleGen), and an `ExamplesBuildReport` artifact with
+`counts.json` (rows read, examples per split, skipped by reason) and `rejected-*.csv` (reason, record).
+A full ComponentSpec + BaseBeamExecutor, so `beam_pipeline_args` (DirectRunner mode, Dataflow) reach it.
+"""
+import csv
+import io
+import json
+import os
+from typing import Any, Dict, List, NamedTuple, Optional
+
+import apache_beam as beam
+from absl import logging
+from tfx import types
+from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.utils import io_utils
+
+from pipelines.components import beam_io
+
+REJECTED_PREFIX = 'rejected'
+REJECTED_HEADER = 'reason,record'
+
+
+class ExamplesBuildReport(types.Artifact):
+  """Counts and rejected rows of one ExamplesBuilder run."""
+  TYPE_NAME = 'ExamplesBuildReport'
+
+
+class BuiltExamples(NamedTuple):
+  """What a `build_examples` module function returns."""
+  splits: Dict[str, beam.PCollection]
+  rejected: Optional[beam.PCollection] = None
+
+
+class ExamplesBuilderSpec(types.ComponentSpec):
+  """ExamplesBuilder component spec."""
+  PARAMETERS = {
+      'build_fn': ExecutionParameter(type=str),
+      'params': ExecutionParameter(type=str),
+      'code_version': ExecutionParameter(type=str, optional=True),
+  }
+  INPUTS = {'raw_examples': ChannelParameter(type=standard_artifacts.Examples)}
+  OUTPUTS = {
+      'examples': ChannelParameter(type=standard_artifacts.Examples),
+      'report': ChannelParameter(type=ExamplesBuildReport),
+  }
+
+
+def _rejected_to_csv_line(rejected: Dict[str, Any]) -> str:
+  buffer = io.StringIO()
+  csv.writer(buffer, lineterminator='').writerow(
+      [rejected['reason'], json.dumps(rejected['record'], sort_keys=True, default=str)])
+  return buffer.getvalue()
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+  """Runs the module's build_examples in a Beam pipeline and writes splits, counts and rejected rows."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    raw_examples = artifact_utils.get_single_instance(input_dict['raw_examples'])
+    examples = artifact_utils.get_single_instance(output_dict['examples'])
+    report = artifact_utils.get_single_instance(output_dict['report'])
+    build_fn = beam_io.load_function(exec_properties['build_fn'])
+    params = json.loads(exec_properties['params'])
+    input_splits = artifact_utils.decode_split_names(raw_examples.split_names)
+    logging.info('ExamplesBuilder: %s over splits %s with %s', exec_properties['build_fn'], input_splits, params)
+
+    with self._make_beam_pipeline() as pipeline:
+      rows = ([pipeline | f'Read[{split}]' >> beam_io.ReadExampleRows(
+          io_utils.all_files_pattern(artifact_utils.get_split_uri([raw_examples], split)))
+               for split in input_splits]
+              | 'FlattenInput' >> beam.Flatten())
+      built = build_fn(rows, params)
+      if not isinstance(built, BuiltExamples) or not built.splits:
+        raise ValueError(f'{exec_properties["build_fn"]} must return BuiltExamples with at least one split')
+      examples.split_names = artifact_utils.encode_split_names(sorted(built.splits))
+      counters = [rows | 'CountRowsIn' >> beam.Map(lambda _: ('rows_in', 1))]
+      for split, split_rows in built.splits.items():
+        _ = split_rows | f'Write[{split}]' >> beam_io.WriteExampleRows(
+            artifact_utils.get_split_uri([examples], split))
+        counters.append(split_rows | f'Count[{split}]' >> beam.Map(lambda _, s=split: (f'examples/{s}', 1)))
+      if built.rejected is not None:
+        _ = (built.rejected
+             | 'RejectedToCsv' >> beam.Map(_rejected_to_csv_line)
+             | 'WriteRejected' >> beam.io.WriteToText(os.path.join(report.uri, REJECTED_PREFIX),
+                                                      file_name_suffix='.csv', header=REJECTED_HEADER))
+        counters.append(built.rejected | 'CountRejected' >> beam.Map(lambda r: (f'skipped/{r["reason"]}', 1)))
+      _ = counters | 'FlattenCounts' >> beam.Flatten() | 'WriteCounts' >> beam_io.WriteCounts(report.uri)
+
+    counts = beam_io.read_counts(report.uri)
+    logging.info('ExamplesBuilder counts: %s', counts)
+    empty = [split for split in built.splits if not counts.get(f'examples/{split}')]
+    if empty:
+      raise ValueError(f'build_examples produced no examples for split(s) {empty}: rows read '
+                       f'{counts.get("rows_in", 0)}, skipped {skipped_counts(counts)}. Check the input data and settings.')
+    for name, value in counts.items():
+      report.set_int_custom_property(name, value)
+
+
+def skipped_counts(counts: Dict[str, int]) -> Dict[str, int]:
+  """The `skipped/<reason>` entries of a counts dict, keyed by reason."""
+  return {k.split('/', 1)[1]: v for k, v in counts.items() if k.startswith('skipped/')}
+
+
+class ExamplesBuilder(base_beam_component.BaseBeamComponent):
+  """Builds model Examples from raw Examples with a module function (see module docstring)."""
+
+  SPEC_CLASS = ExamplesBuilderSpec
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+  def __init__(self, raw_examples: types.BaseChannel, build_fn: str, params: Dict[str, Any],
+               code_version: str = ''):
+    """Args: raw_examples (ExampleGen output), build_fn (dotted path of build_examples), params (JSON-able),
+    code_version (a hash of the module code, so a code change invalidates the cache)."""
+    super().__init__(spec=ExamplesBuilderSpec(
+        raw_examples=raw_examples, build_fn=build_fn, params=json.dumps(params, sort_keys=True),
+        code_version=code_version,
+        examples=types.Channel(type=standard_artifacts.Examples),
+        report=types.Channel(type=ExamplesBuildReport)))

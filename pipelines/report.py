@@ -1,0 +1,248 @@
+"""Writes runs/<use case>/summary.json, report.md and plots from ML Metadata after a run.
+
+Everything here is read back from ML Metadata and the artifacts of the latest pipeline run (cached
+executions included), so the report states what the pipeline really produced.
+"""
+import dataclasses
+import json
+import os
+import shutil
+from typing import Any, Dict, List, Optional
+
+import tensorflow as tf
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipelines.components import beam_io
+from pipelines.components.examples_builder import REJECTED_HEADER, REJECTED_PREFIX, skipped_counts
+from pipelines.components.predictions_export import PREDICTIONS_PREFIX
+
+_STATES = {metadata_store_pb2.Execution.COMPLETE: 'complete', metadata_store_pb2.Execution.CACHED: 'cached',
+           metadata_store_pb2.Execution.FAILED: 'failed', metadata_store_pb2.Execution.RUNNING: 'running',
+           metadata_store_pb2.Execution.NEW: 'new', metadata_store_pb2.Execution.CANCELED: 'canceled'}
+DECILE_PLOT = 'decile_plot.png'
+
+
+@dataclasses.dataclass
+class NodeRun:
+  """One component's execution in the latest run: state, seconds and output artifacts by key."""
+  state: str
+  seconds: float
+  outputs: Dict[str, List[metadata_store_pb2.Artifact]]
+
+
+def _custom(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
+  if name not in artifact.custom_properties:
+    return None
+  value = artifact.custom_properties[name]
+  kind = value.WhichOneof('value')
+  return getattr(value, kind) if kind not in ('struct_value', 'proto_value') else None
+
+
+def latest_run(metadata_path: str, pipeline_name: str) -> Dict[str, NodeRun]:
+  """Node id -> NodeRun for the most recent run of `pipeline_name` recorded in the sqlite store."""
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = metadata_path
+  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+  store = metadata_store.MetadataStore(config)
+  pipeline_context = store.get_context_by_type_and_name('pipeline', pipeline_name)
+  if pipeline_context is None:
+    return {}
+  run_contexts = [c for c in store.get_contexts_by_type('pipeline_run')
+                  if any(p.id == pipeline_context.id for p in store.get_parent_contexts_by_context(c.id))]
+  if not run_contexts:
+    return {}
+  run_context = max(run_contexts, key=lambda c: (c.create_time_since_epoch, c.id))
+  nodes: Dict[str, NodeRun] = {}
+  executions = sorted(store.get_executions_by_context(run_context.id), key=lambda e: (e.create_time_since_epoch, e.id))
+  for execution in executions:
+    node_contexts = [c for c in store.get_contexts_by_execution(execution.id)
+                     if c.name.startswith(pipeline_name + '.')]
+    node_id = node_contexts[0].name[len(pipeline_name) + 1:] if node_contexts else str(execution.id)
+    outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
+    events = [e for e in store.get_events_by_execution_ids([execution.id])
+              if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    for event in events:
+      key = event.path.steps[0].key if event.path.steps else 'output'
+      outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+    nodes[node_id] = NodeRun(
+        state=_STATES.get(execution.last_known_state, str(execution.last_known_state)),
+        seconds=round((execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000, 2),
+        outputs=outputs)
+  return nodes
+
+
+def _output(nodes: Dict[str, NodeRun], node_id: str, key: str) -> Optional[metadata_store_pb2.Artifact]:
+  node = nodes.get(node_id)
+  artifacts = node.outputs.get(key) if node else None
+  return artifacts[-1] if artifacts else None
+
+
+def evaluation_metrics(evaluation_uri: str, reported_models: Dict[str, Any]) -> Dict[str, Dict[str, float]]:
+  """Overall-slice TFMA metrics per reported model name, e.g. {'dnn': {'mean_absolute_error': ...}}."""
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  metrics: Dict[str, Dict[str, float]] = {}
+  for label, (model_name, output_name) in reported_models.items():
+    result = tfma.load_eval_result(evaluation_uri, model_name=model_name)
+    if not result.slicing_metrics:  # without a baseline model, TFMA stores the candidate unnamed
+      result = tfma.load_eval_result(evaluation_uri)
+    for slice_key, by_output in result.slicing_metrics:
+      if slice_key:
+        continue
+      values = by_output.get(output_name, {}).get('', {})
+      metrics[label] = {name: value['doubleValue'] for name, value in sorted(values.items())
+                        if 'doubleValue' in value}
+  return metrics
+
+
+def _decile_plot(metrics: Dict[str, Dict[str, float]], path: str) -> bool:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  deciles = list(range(1, 11))
+  figure, axis = plt.subplots(figsize=(7, 4))
+  plotted = False
+  for label, values in metrics.items():
+    predicted = [values.get(f'decile_{d:02d}_mean_prediction') for d in deciles]
+    actual = [values.get(f'decile_{d:02d}_mean_label') for d in deciles]
+    if None in predicted or None in actual:
+      continue
+    if not plotted:
+      axis.bar(deciles, actual, color='lightgray', label='actual (mean holdout label)')
+    axis.plot(deciles, predicted, marker='o', label=f'{label}: mean prediction')
+    plotted = True
+  if plotted:
+    axis.set_xlabel('decile of prediction (1 = highest)')
+    axis.set_ylabel('mean per example')
+    axis.set_xticks(deciles)
+    axis.legend()
+    axis.set_title('Predicted vs actual per predicted decile (eval split)')
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+  plt.close(figure)
+  return plotted
+
+
+def _concat_shards(pattern: str, header: str, destination: str) -> int:
+  """Concatenates CSV shards (each with its header) into one file with one header; returns data rows."""
+  rows = 0
+  with open(destination, 'w') as out:
+    out.write(header + '\n')
+    for shard in sorted(tf.io.gfile.glob(pattern)):
+      with tf.io.gfile.GFile(shard) as f:
+        lines = f.read().splitlines()[1:]
+      for line in lines:
+        out.write(line + '\n')
+      rows += len(lines)
+  return rows
+
+
+def build_summary(use_case, nodes: Dict[str, NodeRun], output_dir: str, runner: str, data_path: str,
+                  settings: Dict[str, Any], wall_seconds: float, error: Optional[str]) -> Dict[str, Any]:
+  """summary.json content; also publishes predictions.csv, rejected_rows.csv and the decile plot."""
+  outputs: Dict[str, str] = {}
+  data: Dict[str, Any] = {'path': data_path}
+  build_report = _output(nodes, 'ExamplesBuilder', 'report')
+  if build_report is not None:
+    counts = beam_io.read_counts(build_report.uri)
+    data['rows_read'] = counts.get('rows_in', 0)
+    data['examples'] = {k.split('/', 1)[1]: v for k, v in counts.items() if k.startswith('examples/')}
+    data['skipped'] = skipped_counts(counts)
+    rejected_path = os.path.join(output_dir, 'rejected_rows.csv')
+    if data['skipped']:
+      _concat_shards(os.path.join(build_report.uri, REJECTED_PREFIX + '*.csv'), REJECTED_HEADER, rejected_path)
+      outputs['rejected_rows'] = rejected_path
+    elif os.path.exists(rejected_path):
+      os.remove(rejected_path)
+
+  metrics: Dict[str, Dict[str, float]] = {}
+  evaluation = _output(nodes, 'Evaluator', 'evaluation')
+  if evaluation is not None:
+    metrics = evaluation_metrics(evaluation.uri, use_case.reported_models)
+    plot_path = os.path.join(output_dir, DECILE_PLOT)
+    if _decile_plot(metrics, plot_path):
+      outputs['decile_plot'] = plot_path
+
+  blessing = _output(nodes, 'Evaluator', 'blessing')
+  pushed = _output(nodes, 'Pusher', 'pushed_model')
+  predictions = _output(nodes, 'PredictionsExport', 'predictions')
+  shards = sorted(tf.io.gfile.glob(os.path.join(predictions.uri, PREDICTIONS_PREFIX + '*.csv'))
+                  ) if predictions is not None else []
+  if shards:
+    predictions_path = os.path.join(output_dir, 'predictions.csv')
+    with tf.io.gfile.GFile(shards[0]) as f:
+      header = f.readline().strip()
+    data['rows_scored'] = _concat_shards(os.path.join(predictions.uri, PREDICTIONS_PREFIX + '*.csv'), header,
+                                         predictions_path)
+    outputs['predictions'] = predictions_path
+
+  return {
+      'pipeline': use_case.name,
+      'runner': runner,
+      'status': 'failed' if error else 'succeeded',
+      'error': error,
+      'wall_seconds': round(wall_seconds, 1),
+      'components': {node_id: {'seconds': node.seconds, 'cached': node.state == 'cached', 'state': node.state}
+                     for node_id, node in nodes.items()},
+      'data': data,
+      'metrics': metrics,
+      'blessed': bool(_custom(blessing, 'blessed')) if blessing is not None else None,
+      'pushed_model': (_custom(pushed, 'pushed_destination') if pushed is not None and _custom(pushed, 'pushed')
+                       else None),
+      'settings': settings,
+      'outputs': outputs,
+  }
+
+
+_REPORTED_METRICS = [('example_count', 'examples'), ('mean_absolute_error', 'MAE'),
+                     ('root_mean_squared_error', 'RMSE'), ('normalized_gini', 'normalized Gini'),
+                     ('mean_prediction', 'mean prediction'), ('mean_label', 'mean label')]
+
+
+def _markdown(summary: Dict[str, Any]) -> str:
+  lines = [f'# {summary["pipeline"]}: {summary["status"]}', '',
+           f'Runner: {summary["runner"]}; wall time {summary["wall_seconds"]:.0f} s.', '']
+  if summary['error']:
+    lines += ['## Error', '', '```', summary['error'], '```', '']
+  data = summary['data']
+  lines += ['## Data', '', f'- input: `{data.get("path")}`', f'- rows read: {data.get("rows_read", "n/a")}']
+  for split, count in sorted(data.get('examples', {}).items()):
+    lines.append(f'- examples in `{split}`: {count}')
+  for reason, count in sorted(data.get('skipped', {}).items()):
+    lines.append(f'- skipped, {reason}: {count} (see rejected_rows.csv)')
+  if 'rows_scored' in data:
+    lines.append(f'- rows scored: {data["rows_scored"]}')
+  lines.append('')
+  if summary['metrics']:
+    models = list(summary['metrics'])
+    lines += ['## Holdout metrics (eval split, TFMA)', '', '| metric | ' + ' | '.join(models) + ' |',
+              '|---|' + '---|' * len(models)]
+    for key, title in _REPORTED_METRICS:
+      cells = [summary['metrics'][m].get(key) for m in models]
+      lines.append(f'| {title} | ' + ' | '.join('n/a' if c is None else f'{c:.4g}' for c in cells) + ' |')
+    lines.append('')
+    if 'decile_plot' in summary['outputs']:
+      lines += [f'![deciles]({DECILE_PLOT})', '']
+  lines += ['## Model', '', f'- blessed: {summary["blessed"]}', f'- pushed to: {summary["pushed_model"]}', '',
+            '## Components', '', '| component | state | seconds |', '|---|---|---|']
+  for node_id, node in summary['components'].items():
+    lines.append(f'| {node_id} | {node["state"]} | {node["seconds"]} |')
+  lines += ['', '## Outputs', '']
+  lines += [f'- {name}: `{path}`' for name, path in summary['outputs'].items()]
+  return '\n'.join(lines) + '\n'
+
+
+def write(use_case, output_dir: str, metadata_path: str, runner: str, data_path: str, settings: Dict[str, Any],
+          wall_seconds: float, error: Optional[str] = None) -> Dict[str, Any]:
+  """Writes summary.json and report.md under output_dir and returns the summary."""
+  os.makedirs(output_dir, exist_ok=True)
+  nodes = latest_run(metadata_path, use_case.name) if os.path.exists(metadata_path) else {}
+  summary = build_summary(use_case, nodes, output_dir, runner, data_path, settings, wall_seconds, error)
+  summary['outputs']['summary'] = os.path.join(output_dir, 'summary.json')
+  summary['outputs']['report'] = os.path.join(output_dir, 'report.md')
+  with open(summary['outputs']['summary'], 'w') as f:
+    json.dump(summary, f, indent=2, sort_keys=False, default=str)
+  with open(summary['outputs']['report'], 'w') as f:
+    f.write(_markdown(summary))
+  return summary
