@@ -7,7 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 from ml_metadata import metadata_store
@@ -79,21 +79,24 @@ def _output(nodes: Dict[str, NodeRun], node_id: str, key: str) -> Optional[metad
   return artifacts[-1] if artifacts else None
 
 
-def evaluation_metrics(evaluation_uri: str, reported_models: Dict[str, Any]) -> Dict[str, Dict[str, float]]:
-  """Overall-slice TFMA metrics per reported model name, e.g. {'dnn': {'mean_absolute_error': ...}}."""
+def evaluation_metrics(evaluation_uri: str, reported_models: Dict[str, Any]
+                       ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, Dict[str, float]]]:
+  """Overall-slice TFMA metrics per reported model, e.g. {'dnn': {'mean_absolute_error': ...}}, and the
+  changes against the latest blessed model (TFMA's `*_diff` metrics) where a baseline model was evaluated."""
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
   metrics: Dict[str, Dict[str, float]] = {}
+  changes: Dict[str, Dict[str, float]] = {}
   for label, (model_name, output_name) in reported_models.items():
     result = tfma.load_eval_result(evaluation_uri, model_name=model_name)
     if not result.slicing_metrics:  # without a baseline model, TFMA stores the candidate unnamed
       result = tfma.load_eval_result(evaluation_uri)
-    for slice_key, by_output in result.slicing_metrics:
-      if slice_key:
-        continue
-      values = by_output.get(output_name, {}).get('', {})
-      metrics[label] = {name: value['doubleValue'] for name, value in sorted(values.items())
-                        if 'doubleValue' in value}
-  return metrics
+    values = dict(result.slicing_metrics).get((), {}).get(output_name, {}).get('', {})
+    doubles = {name: value['doubleValue'] for name, value in sorted(values.items()) if 'doubleValue' in value}
+    metrics[label] = {name: v for name, v in doubles.items() if not name.endswith('_diff')}
+    diffs = {name[:-len('_diff')]: v for name, v in doubles.items() if name.endswith('_diff')}
+    if diffs:
+      changes[label] = diffs
+  return metrics, changes
 
 
 def _decile_plot(metrics: Dict[str, Dict[str, float]], path: str) -> bool:
@@ -109,7 +112,7 @@ def _decile_plot(metrics: Dict[str, Dict[str, float]], path: str) -> bool:
     if None in predicted or None in actual:
       continue
     if not plotted:
-      axis.bar(deciles, actual, color='lightgray', label='actual (mean holdout label)')
+      axis.bar(deciles, actual, color='lightgray', label=f'actual mean label per {label} decile')
     axis.plot(deciles, predicted, marker='o', label=f'{label}: mean prediction')
     plotted = True
   if plotted:
@@ -157,9 +160,11 @@ def build_summary(use_case, nodes: Dict[str, NodeRun], output_dir: str, runner: 
       os.remove(rejected_path)
 
   metrics: Dict[str, Dict[str, float]] = {}
+  changes: Dict[str, Dict[str, float]] = {}
   evaluation = _output(nodes, 'Evaluator', 'evaluation')
   if evaluation is not None:
-    metrics = evaluation_metrics(evaluation.uri, use_case.reported_models)
+    metrics, changes = evaluation_metrics(evaluation.uri, use_case.reported_models)
+    outputs['evaluation'] = evaluation.uri
     plot_path = os.path.join(output_dir, DECILE_PLOT)
     if _decile_plot(metrics, plot_path):
       outputs['decile_plot'] = plot_path
@@ -187,6 +192,7 @@ def build_summary(use_case, nodes: Dict[str, NodeRun], output_dir: str, runner: 
                      for node_id, node in nodes.items()},
       'data': data,
       'metrics': metrics,
+      'metrics_change_vs_blessed': changes,
       'blessed': bool(_custom(blessing, 'blessed')) if blessing is not None else None,
       'pushed_model': (_custom(pushed, 'pushed_destination') if pushed is not None and _custom(pushed, 'pushed')
                        else None),

@@ -11,10 +11,10 @@ BEAM_MODES = ('in_memory', 'multi_processing')
 
 
 def direct_runner_args(mode: str, num_workers: int) -> List[str]:
-  """beam_pipeline_args for the DirectRunner; num_workers 0 means one per CPU core."""
+  """beam_pipeline_args for the DirectRunner; num_workers 0 means one per CPU core (multi_processing only)."""
   if mode not in BEAM_MODES:
     raise ValueError(f'beam_mode must be one of {BEAM_MODES}, got {mode!r}')
-  return [f'--direct_running_mode={mode}', f'--direct_num_workers={num_workers}']
+  return [f'--direct_running_mode={mode}', f'--direct_num_workers={num_workers if mode != "in_memory" else 1}']
 
 
 def sqlite_metadata(path: str):

@@ -1,0 +1,130 @@
+"""End to end: the CLV pipeline with LocalDagRunner on the CDNOW 1/10 sample (plus a few bad rows)."""
+import csv
+import json
+import os
+
+import pytest
+import tensorflow_model_analysis as tfma
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipelines.__main__ import main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.join(REPO, 'data', 'clv', 'transactions_sample.csv')
+BAD_ROWS = ['77777,not-a-date,1,10.00', '77778,1997-02-01,1,-5.00', ',1997-02-01,1,5.00']
+COMPONENTS = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'AnomaliesGate',
+              'Transform', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator', 'Pusher', 'BulkInferrer',
+              'PredictionsExport'}
+
+
+def _executions(metadata_path):
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = metadata_path
+  return metadata_store.MetadataStore(config).get_executions()
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+  """Runs the pipeline twice on the same data; returns (output dir, first summary, second summary, MLMD counts)."""
+  root = tmp_path_factory.mktemp('clv_e2e')
+  data = root / 'data' / 'transactions.csv'
+  data.parent.mkdir()
+  with open(SAMPLE) as f:
+    data.write_text(f.read() + '\n'.join(BAD_ROWS) + '\n')
+  args = ['run', 'clv', '--data', str(data), '--output', str(root / 'runs'), '--set', 'epochs=20']
+  assert main(args) == 0
+  out = root / 'runs' / 'clv'
+  first = json.loads((out / 'summary.json').read_text())
+  executions_after_first = len(_executions(str(out / 'metadata.sqlite')))
+  assert main(args) == 0
+  second = json.loads((out / 'summary.json').read_text())
+  executions = _executions(str(out / 'metadata.sqlite'))
+  return out, first, second, executions_after_first, executions
+
+
+def test_every_component_executed(run):
+  _, first, _, _, _ = run
+  assert first['status'] == 'succeeded'
+  assert set(first['components']) == COMPONENTS
+  assert all(c['state'] in ('complete', 'cached') for c in first['components'].values())
+  assert not first['components']['Trainer']['cached']
+
+
+def test_predictions_one_row_per_scored_customer(run):
+  out, first, _, _, _ = run
+  with open(out / 'predictions.csv') as f:
+    rows = list(csv.DictReader(f))
+  with open(SAMPLE) as f:
+    customers = {row['customer_id'] for row in csv.DictReader(f)}
+  assert len(customers) == 2357
+  assert {row['customer_id'] for row in rows} == customers
+  assert len(rows) == len(customers) == first['data']['examples']['score'] == first['data']['rows_scored']
+  assert all(float(row['predicted_value']) >= 0 for row in rows)
+
+
+def test_bad_rows_are_counted_and_kept(run):
+  out, first, _, _, _ = run
+  assert first['data']['rows_read'] == 6919 + len(BAD_ROWS)
+  skipped = first['data']['skipped']
+  assert skipped['unparsable_date'] == 1
+  assert skipped['negative_quantity_or_amount'] == 1
+  assert skipped['missing_customer_id'] == 1
+  with open(out / 'rejected_rows.csv') as f:
+    rejected = list(csv.DictReader(f))
+  assert len(rejected) == sum(skipped.values())
+  assert {r['reason'] for r in rejected} == set(skipped)
+  assert first['data']['examples']['train'] + first['data']['examples']['eval'] == 2357 - skipped.get(
+      'calibration_spend_above_max_monetary', 0)
+
+
+def test_dnn_beats_the_training_mean_on_holdout(run):
+  _, first, _, _, _ = run
+  dnn, baseline = first['metrics']['dnn'], first['metrics']['baseline']
+  assert dnn['example_count'] == baseline['example_count'] == first['data']['examples']['eval']
+  assert dnn['mean_absolute_error'] < baseline['mean_absolute_error']
+  assert dnn['normalized_gini'] > 0.3
+  assert baseline['normalized_gini'] == 0.0
+
+
+def test_model_blessed_and_pushed(run):
+  _, first, _, _, _ = run
+  assert first['blessed'] is True
+  assert os.path.isfile(os.path.join(first['pushed_model'], 'saved_model.pb'))
+
+
+def test_summary_and_report_agree_with_tfma(run):
+  out, first, _, _, _ = run
+  result = tfma.load_eval_result(first['outputs']['evaluation'])
+  overall = dict(result.slicing_metrics)[()]
+  assert overall['predicted_value']['']['mean_absolute_error']['doubleValue'] == pytest.approx(
+      first['metrics']['dnn']['mean_absolute_error'])
+  report = (out / 'report.md').read_text()
+  mae = f"| MAE | {first['metrics']['dnn']['mean_absolute_error']:.4g} | "
+  assert mae in report
+  assert f"- rows scored: {first['data']['rows_scored']}" in report
+  assert os.path.isfile(first['outputs']['decile_plot'])
+
+
+UPSTREAM_OF_EVALUATOR = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+                         'AnomaliesGate', 'Transform', 'Trainer'}
+
+
+def test_second_run_reuses_the_cache(run):
+  """Same inputs: everything up to the Trainer is a cache hit. The Evaluator's inputs differ (the resolver now
+  gives it the first run's blessed model as baseline), so it and what follows it run again."""
+  _, first, second, executions_after_first, executions = run
+  assert second['status'] == 'succeeded'
+  assert {n for n, c in second['components'].items() if c['cached']} == UPSTREAM_OF_EVALUATOR
+  new = executions[executions_after_first:]
+  cached = [e for e in new if e.last_known_state == metadata_store_pb2.Execution.CACHED]
+  completed = [e for e in new if e.last_known_state == metadata_store_pb2.Execution.COMPLETE]
+  assert len(cached) == len(UPSTREAM_OF_EVALUATOR)
+  assert len(completed) == len(COMPONENTS) - len(UPSTREAM_OF_EVALUATOR)
+  # The candidate is the baseline itself: same metrics, no change, still blessed.
+  for model, values in first['metrics'].items():
+    assert second['metrics'][model] == pytest.approx(values, rel=1e-6)  # Beam may sum in another order
+  assert second['data'] == first['data']
+  assert second['blessed'] is True
+  diff = dict(tfma.load_eval_result(second['outputs']['evaluation'], model_name='candidate').slicing_metrics)[()]
+  assert diff['predicted_value']['']['mean_absolute_error_diff']['doubleValue'] == pytest.approx(0.0, abs=1e-9)
