@@ -9,7 +9,7 @@ Timed: fit_btyd('bgnbd') = BG/NBD + Gamma-Gamma, and fit_btyd('pnbd') = Pareto/N
 Gamma-Gamma part takes well under a second up to 23,570 customers; see the bgnbd line for its share).
 
 Run: TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/btyd_fit.py [--customers 1000000] [--seed 0]
-     [--pnbd-max-customers 100000]
+     [--pnbd-max-customers N]
 """
 import argparse
 import csv
@@ -101,7 +101,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--customers', type=int, default=1_000_000, help='synthetic customers')
   parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--pnbd-max-customers', type=int, default=100_000,
+  parser.add_argument('--pnbd-max-customers', type=int, default=0,
                       help='fit P/NBD on a subsample of this size above it (0: no limit)')
   args = parser.parse_args()
   warnings.simplefilter('ignore', RuntimeWarning)  # lifetimes' optimizers step through overflowing regions

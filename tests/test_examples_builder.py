@@ -1,0 +1,66 @@
+"""ExamplesBuilder as a real TFX component under DirectRunner multi_processing, driven by the CLV module."""
+import csv
+import json
+import os
+
+import tensorflow as tf
+from tfx import v1 as tfx
+from tfx.proto import example_gen_pb2
+
+from pipelines import runners
+from pipelines.components import beam_io
+from pipelines.components.examples_builder import ExamplesBuilder
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _write_csv(path, rows):
+  path.write_text('customer_id,date,quantity,amount\n' + '\n'.join(rows) + '\n')
+
+
+def test_examples_builder_multi_processing(tmp_path):
+  data = tmp_path / 'data'
+  data.mkdir()
+  _write_csv(data / 'tx.csv', [
+      '1,1997-01-10,1,10.00', '1,1997-01-10,3,20.00', '1,1997-11-01,1,5.00',   # train/eval, label 5
+      '2,1997-02-01,2,12.50',                                                  # no holdout purchase
+      '3,1998-01-01,1,4.00',                                                   # first purchase after threshold
+      '4,19970315,1,oops',                                                     # bad amount
+  ])
+  example_gen = tfx.components.CsvExampleGen(
+      input_base=str(data), input_config=example_gen_pb2.Input(splits=[
+          example_gen_pb2.Input.Split(name='raw', pattern='tx.csv')]))
+  builder = ExamplesBuilder(
+      raw_examples=example_gen.outputs['examples'], build_fn='modules.clv.build_examples',
+      params={'threshold_date': '1997-09-30', 'predict_end': '1998-06-30', 'max_monetary': 4000.0,
+              'eval_percent': 50, 'seed': 3})
+  pipeline = tfx.dsl.Pipeline(
+      pipeline_name='builder_test', pipeline_root=str(tmp_path / 'root'), components=[example_gen, builder],
+      metadata_connection_config=runners.sqlite_metadata(str(tmp_path / 'metadata.sqlite')),
+      beam_pipeline_args=runners.direct_runner_args('multi_processing', 2))
+  runners.run_local(pipeline)
+
+  [report_dir] = [str(d) for d in (tmp_path / 'root' / 'ExamplesBuilder' / 'report').iterdir()]
+  counts = beam_io.read_counts(report_dir)
+  assert counts['rows_in'] == 6
+  assert counts['skipped/unparsable_number'] == 1
+  assert counts['skipped/no_purchase_before_threshold'] == 1
+  assert counts['examples/score'] == 3
+  assert counts.get('examples/train', 0) + counts.get('examples/eval', 0) == 2
+
+  [examples_dir] = list((tmp_path / 'root' / 'ExamplesBuilder' / 'examples').iterdir())
+  rows = []
+  for split in ('train', 'eval'):
+    for name in tf.io.gfile.glob(str(examples_dir / f'Split-{split}' / '*.gz')):
+      for record in tf.data.TFRecordDataset(name, compression_type='GZIP'):
+        rows.append(beam_io.example_to_row(tf.train.Example.FromString(record.numpy())))
+  by_id = {row['customer_id']: row for row in rows}
+  assert by_id['1']['label'] == 5.0 and by_id['1']['frequency'] == 0 and by_id['1']['total_spend'] == 30.0
+  assert by_id['2']['label'] == 0.0
+
+  rejected = {}
+  for name in tf.io.gfile.glob(os.path.join(report_dir, 'rejected*.csv')):
+    with open(name) as f:
+      rejected.update((row['reason'], json.loads(row['record'])) for row in csv.DictReader(f))
+  assert sorted(rejected) == ['no_purchase_before_threshold', 'unparsable_number']
+  assert rejected['unparsable_number'] == {'customer_id': 4, 'date': '19970315', 'quantity': 1, 'amount': 'oops'}
