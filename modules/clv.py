@@ -10,6 +10,7 @@ computed over the whole history up to predict_end, for predicting the following 
 """
 import datetime
 import hashlib
+import json
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
@@ -27,6 +28,8 @@ KEY = 'customer_id'
 LABEL = 'label'
 PREDICTION = 'predicted_value'
 MEAN_BASELINE = 'mean_baseline'
+BTYD_PREDICTION = 'btyd_clv'
+BTYD_PREFIX = 'btyd'
 # log1p then z-score: counts and money (heavy right tails).
 LOG_FEATURES = ['frequency', 'total_spend', 'mean_spend', 'mean_quantity', 'monetary_value',
                 'purchases_last_30', 'purchases_last_90']
@@ -332,7 +335,8 @@ def _regression_metrics() -> List[tfma.MetricConfig]:
 
 
 def eval_config(max_mae_increase: float) -> tfma.EvalConfig:
-  """MAE, RMSE, mean label/prediction, normalized Gini and deciles for both outputs.
+  """MAE, RMSE, mean label/prediction, normalized Gini and deciles for the DNN, the training-mean baseline
+  and the BTYD prediction column (metrics prefixed `btyd_`), all on the same eval customers.
 
   Blessing (on predicted_value): normalized Gini above 0 (ranks better than chance) and MAE at most
   `max_mae_increase` (relative) above the latest blessed model's on the same eval customers.
@@ -358,4 +362,9 @@ def eval_config(max_mae_increase: float) -> tfma.EvalConfig:
       metrics_specs=[
           tfma.MetricsSpec(metrics=gated, output_names=[PREDICTION]),
           tfma.MetricsSpec(metrics=_regression_metrics(), output_names=[MEAN_BASELINE], model_names=['candidate']),
+          # The BTYD model's prediction is a feature of the evaluated examples (added by BtydFit).
+          tfma.MetricsSpec(metrics=[tfma.MetricConfig(
+              class_name='FeaturePredictionMetrics', module='pipelines.metrics',
+              config=json.dumps({'feature': BTYD_PREDICTION, 'prefix': BTYD_PREFIX}))],
+              output_names=[PREDICTION], model_names=['candidate']),
       ])

@@ -2,16 +2,19 @@
 
 CsvExampleGen -> ExamplesBuilder(modules.clv.build_examples) -> StatisticsGen -> SchemaGen -> ExampleValidator
 -> AnomaliesGate -> Transform -> Trainer -> Evaluator (vs latest blessed) -> Pusher -> BulkInferrer(score)
--> PredictionsExport.
+-> PredictionsExport, with BtydFit (lifetimes) beside the DNN: it adds its predictions to the eval and score
+examples, so the Evaluator scores DNN, BTYD and the training mean on the same customers in one TFMA run, and
+predictions.csv carries both models' predictions.
 """
 import os
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 
 from modules import clv as clv_module
 from pipelines.components.anomalies_gate import AnomaliesGate
+from pipelines.components.btyd import TIME_UNITS, BtydFit, examples_summary, load_fitted, read_examples
 from pipelines.components.examples_builder import ExamplesBuilder
 from pipelines.components.predictions_export import PredictionsExport
 from pipelines.runners import code_version
@@ -31,10 +34,63 @@ SETTINGS: Dict[str, Any] = {
     'batch_size': 256,
     'epochs': 30,
     'max_mae_increase': 0.05,         # blessing: MAE at most 5% above the latest blessed model's
+    'btyd_model': 'bgnbd',            # 'bgnbd', 'pnbd' or 'mbgnbd' (+ Gamma-Gamma for spend)
+    'btyd_penalizer': 0.0,
+    'btyd_time_unit': 'weeks',        # 'days' or 'weeks'
+    'btyd_discount_rate': 0.0,        # annual; 0 makes BTYD's CLV comparable with the undiscounted label
     'beam_mode': 'in_memory',         # DirectRunner: 'in_memory' or 'multi_processing'
     'beam_workers': 0,                # 0 = one per core
 }
-SETTING_CHOICES = {'loss': ('mse', 'ziln'), 'beam_mode': ('in_memory', 'multi_processing')}
+SETTING_CHOICES = {'loss': ('mse', 'ziln'), 'beam_mode': ('in_memory', 'multi_processing'),
+                   'btyd_model': ('bgnbd', 'pnbd', 'mbgnbd'), 'btyd_time_unit': ('days', 'weeks')}
+BTYD_COLUMNS = ['btyd_clv', 'btyd_expected_purchases', 'btyd_p_alive', 'btyd_expected_spend']
+
+
+def holdout_days(settings: Dict[str, Any]) -> int:
+  """Length of the label's period (threshold_date, predict_end] in days: the BTYD prediction horizon."""
+  return (clv_module.parse_date(settings['predict_end']) - clv_module.parse_date(settings['threshold_date'])).days
+
+
+def report_plots(settings: Dict[str, Any], artifact: Callable[[str, str], Any], predictions_csv: str,
+                 output_dir: str) -> Dict[str, str]:
+  """BTYD plots for the report: P(alive) histogram over the scored customers and the expected purchases in
+  the horizon over frequency x recency of the fitted purchase model, up to the largest frequency and T of
+  the customers it was fitted on. `artifact(node_id, output_key)` gives the run's MLMD artifacts.
+  Returns {name: png path}."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  from lifetimes import plotting  # pylint: disable=g-import-not-at-top
+
+  fitted = load_fitted(artifact('BtydFit', 'model').uri)
+  built = artifact('ExamplesBuilder', 'examples')
+  examples = tfx.types.standard_artifacts.Examples()
+  examples.uri = built.uri
+  examples.split_names = built.properties['split_names'].string_value
+  fit_summary = examples_summary(read_examples(examples, 'train'), fitted.time_unit)
+  plots = {}
+  p_alive = pd.read_csv(predictions_csv)['btyd_p_alive']
+  figure, axis = plt.subplots(figsize=(7, 4))
+  axis.hist(p_alive, bins=20, range=(0, 1), color='tab:blue')
+  axis.set_xlabel('P(alive) at the end of the data')
+  axis.set_ylabel('customers')
+  axis.set_title(f'{fitted.model}: P(alive) of {len(p_alive)} scored customers')
+  figure.tight_layout()
+  plots['p_alive_histogram'] = os.path.join(output_dir, 'btyd_p_alive.png')
+  figure.savefig(plots['p_alive_histogram'], dpi=100)
+  plt.close(figure)
+
+  horizon = holdout_days(settings) / TIME_UNITS[fitted.time_unit]
+  plt.figure(figsize=(7, 5))
+  plotting.plot_frequency_recency_matrix(
+      fitted.purchase_fitter, T=horizon, max_frequency=int(fit_summary['frequency'].max()),
+      max_recency=int(fit_summary['T'].max()),
+      title=f'{fitted.model}: expected purchases in the next {horizon:.0f} {fitted.time_unit}')
+  plots['expected_purchases_matrix'] = os.path.join(output_dir, 'btyd_frequency_recency.png')
+  plt.gcf().savefig(plots['expected_purchases_matrix'], dpi=100)
+  plt.close('all')
+  return plots
 
 
 def create_pipeline(pipeline_name: str, pipeline_root: str, data_path: str, serving_dir: str,
@@ -78,6 +134,11 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_path: str, serv
       custom_config={**{k: settings[k] for k in ('seed', 'loss', 'hidden_units', 'dropout', 'learning_rate',
                                                    'batch_size', 'epochs')}, 'code_version': version})
 
+  btyd = BtydFit(examples=builder.outputs['examples'], model_type=settings['btyd_model'],
+                 penalizer_coef=settings['btyd_penalizer'], time_unit=settings['btyd_time_unit'],
+                 horizon_days=float(holdout_days(settings)), annual_discount_rate=settings['btyd_discount_rate'],
+                 fit_split='train')
+
   latest_blessed = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -85,7 +146,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_path: str, serv
   ).with_id('latest_blessed_model_resolver')
 
   evaluator = tfx.components.Evaluator(
-      examples=builder.outputs['examples'], model=trainer.outputs['model'],
+      examples=btyd.outputs['predictions'], model=trainer.outputs['model'],
       baseline_model=latest_blessed.outputs['model'],
       eval_config=clv_module.eval_config(settings['max_mae_increase']),
       example_splits=['eval'])
@@ -96,17 +157,18 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_path: str, serv
           filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_dir)))
 
   bulk_inferrer = tfx.components.BulkInferrer(
-      examples=builder.outputs['examples'], model=trainer.outputs['model'],
+      examples=btyd.outputs['predictions'], model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
       data_spec=tfx.proto.DataSpec(example_splits=['score']),
       model_spec=tfx.proto.ModelSpec(model_signature_name=['serving_default']))
 
   export = PredictionsExport(inference_result=bulk_inferrer.outputs['inference_result'],
-                             key_feature=clv_module.KEY, output_names=[clv_module.PREDICTION])
+                             key_feature=clv_module.KEY, output_names=[clv_module.PREDICTION],
+                             carry_features=BTYD_COLUMNS)
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name, pipeline_root=pipeline_root,
       components=[example_gen, builder, statistics_gen, schema_gen, example_validator, anomalies_gate,
-                  transform, trainer, latest_blessed, evaluator, pusher, bulk_inferrer, export],
+                  transform, trainer, btyd, latest_blessed, evaluator, pusher, bulk_inferrer, export],
       enable_cache=True, metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)

@@ -1,7 +1,7 @@
 """Use-case registry: name -> create_pipeline, default data, required input columns, settings."""
 import dataclasses
 import os
-from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pipelines import clv
 
@@ -22,9 +22,11 @@ class UseCase:
   required_columns: Sequence[str]
   settings: Mapping[str, Any]
   setting_choices: Mapping[str, Tuple[str, ...]]
-  # summary.json metrics name -> (TFMA model name, output name) in the Evaluator's result.
-  reported_models: Mapping[str, Tuple[str, str]]
+  # summary.json metrics name -> (TFMA model name, output name, metric-key prefix) in the Evaluator's result.
+  reported_models: Mapping[str, Tuple[str, str, str]]
   key_column: str
+  # (settings, artifact(node_id, output_key), predictions csv, output dir) -> {name: png path}
+  report_plots: Optional[Callable[..., Dict[str, str]]] = None
 
 
 USE_CASES: Dict[str, UseCase] = {
@@ -36,8 +38,10 @@ USE_CASES: Dict[str, UseCase] = {
         required_columns=clv.REQUIRED_COLUMNS,
         settings=clv.SETTINGS,
         setting_choices=clv.SETTING_CHOICES,
-        reported_models={'dnn': ('candidate', 'predicted_value'), 'baseline': ('candidate', 'mean_baseline')},
-        key_column='customer_id'),
+        reported_models={'dnn': ('candidate', 'predicted_value', ''), 'btyd': ('candidate', 'predicted_value', 'btyd'),
+                         'baseline': ('candidate', 'mean_baseline', '')},
+        key_column='customer_id',
+        report_plots=clv.report_plots),
 }
 
 

@@ -79,19 +79,28 @@ def _output(nodes: Dict[str, NodeRun], node_id: str, key: str) -> Optional[metad
   return artifacts[-1] if artifacts else None
 
 
-def evaluation_metrics(evaluation_uri: str, reported_models: Dict[str, Any]
+def evaluation_metrics(evaluation_uri: str, reported_models: Dict[str, Tuple[str, str, str]]
                        ) -> Tuple[Dict[str, Dict[str, float]], Dict[str, Dict[str, float]]]:
   """Overall-slice TFMA metrics per reported model, e.g. {'dnn': {'mean_absolute_error': ...}}, and the
-  changes against the latest blessed model (TFMA's `*_diff` metrics) where a baseline model was evaluated."""
+  changes against the latest blessed model (TFMA's `*_diff` metrics) where a baseline model was evaluated.
+
+  reported_models: name -> (TFMA model name, output name, metric-key prefix); a model with a prefix owns the
+  keys `<prefix>_*` of that output (a metric computed from a prediction column), the unprefixed one the rest.
+  """
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  prefixes = tuple(f'{prefix}_' for _, _, prefix in reported_models.values() if prefix)
   metrics: Dict[str, Dict[str, float]] = {}
   changes: Dict[str, Dict[str, float]] = {}
-  for label, (model_name, output_name) in reported_models.items():
+  for label, (model_name, output_name, prefix) in reported_models.items():
     result = tfma.load_eval_result(evaluation_uri, model_name=model_name)
     if not result.slicing_metrics:  # without a baseline model, TFMA stores the candidate unnamed
       result = tfma.load_eval_result(evaluation_uri)
     values = dict(result.slicing_metrics).get((), {}).get(output_name, {}).get('', {})
     doubles = {name: value['doubleValue'] for name, value in sorted(values.items()) if 'doubleValue' in value}
+    if prefix:
+      doubles = {name[len(prefix) + 1:]: v for name, v in doubles.items() if name.startswith(prefix + '_')}
+    else:
+      doubles = {name: v for name, v in doubles.items() if not name.startswith(prefixes)}
     metrics[label] = {name: v for name, v in doubles.items() if not name.endswith('_diff')}
     diffs = {name[:-len('_diff')]: v for name, v in doubles.items() if name.endswith('_diff')}
     if diffs:
@@ -181,6 +190,9 @@ def build_summary(use_case, nodes: Dict[str, NodeRun], output_dir: str, runner: 
     data['rows_scored'] = _concat_shards(os.path.join(predictions.uri, PREDICTIONS_PREFIX + '*.csv'), header,
                                          predictions_path)
     outputs['predictions'] = predictions_path
+    if use_case.report_plots:
+      outputs.update(use_case.report_plots(settings, lambda node_id, key: _output(nodes, node_id, key),
+                                           predictions_path, output_dir))
 
   return {
       'pipeline': use_case.name,
@@ -230,6 +242,9 @@ def _markdown(summary: Dict[str, Any]) -> str:
     lines.append('')
     if 'decile_plot' in summary['outputs']:
       lines += [f'![deciles]({DECILE_PLOT})', '']
+  plots = [path for name, path in summary['outputs'].items() if path.endswith('.png') and name != 'decile_plot']
+  if plots:
+    lines += ['## Plots', ''] + [f'![{os.path.basename(p)}]({os.path.basename(p)})' for p in plots] + ['']
   lines += ['## Model', '', f'- blessed: {summary["blessed"]}', f'- pushed to: {summary["pushed_model"]}', '',
             '## Components', '', '| component | state | seconds |', '|---|---|---|']
   for node_id, node in summary['components'].items():

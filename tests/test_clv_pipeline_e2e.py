@@ -14,7 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(REPO, 'data', 'clv', 'transactions_sample.csv')
 BAD_ROWS = ['77777,not-a-date,1,10.00', '77778,1997-02-01,1,-5.00', ',1997-02-01,1,5.00']
 COMPONENTS = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'AnomaliesGate',
-              'Transform', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator', 'Pusher', 'BulkInferrer',
+              'Transform', 'Trainer', 'BtydFit', 'latest_blessed_model_resolver', 'Evaluator', 'Pusher', 'BulkInferrer',
               'PredictionsExport'}
 
 
@@ -61,6 +61,7 @@ def test_predictions_one_row_per_scored_customer(run):
   assert {row['customer_id'] for row in rows} == customers
   assert len(rows) == len(customers) == first['data']['examples']['score'] == first['data']['rows_scored']
   assert all(float(row['predicted_value']) >= 0 for row in rows)
+  assert all(0 <= float(row['btyd_p_alive']) <= 1 and float(row['btyd_clv']) >= 0 for row in rows)
 
 
 def test_bad_rows_are_counted_and_kept(run):
@@ -87,6 +88,20 @@ def test_dnn_beats_the_training_mean_on_holdout(run):
   assert baseline['normalized_gini'] == 0.0
 
 
+def test_btyd_side_by_side_on_the_same_customers(run):
+  out, first, _, _, _ = run
+  btyd, dnn = first['metrics']['btyd'], first['metrics']['dnn']
+  assert btyd['example_count'] == dnn['example_count']
+  assert btyd['mean_label'] == pytest.approx(dnn['mean_label'], rel=1e-6)
+  assert btyd['mean_absolute_error'] < first['metrics']['baseline']['mean_absolute_error']
+  assert btyd['normalized_gini'] > 0.3
+  assert not any(key.startswith('btyd_') for key in dnn)
+  report = (out / 'report.md').read_text()
+  assert f"| MAE | {dnn['mean_absolute_error']:.4g} | {btyd['mean_absolute_error']:.4g} |" in report
+  for plot in ('p_alive_histogram', 'expected_purchases_matrix', 'decile_plot'):
+    assert os.path.getsize(first['outputs'][plot]) > 10_000
+
+
 def test_model_blessed_and_pushed(run):
   _, first, _, _, _ = run
   assert first['blessed'] is True
@@ -100,14 +115,12 @@ def test_summary_and_report_agree_with_tfma(run):
   assert overall['predicted_value']['']['mean_absolute_error']['doubleValue'] == pytest.approx(
       first['metrics']['dnn']['mean_absolute_error'])
   report = (out / 'report.md').read_text()
-  mae = f"| MAE | {first['metrics']['dnn']['mean_absolute_error']:.4g} | "
-  assert mae in report
   assert f"- rows scored: {first['data']['rows_scored']}" in report
   assert os.path.isfile(first['outputs']['decile_plot'])
 
 
 UPSTREAM_OF_EVALUATOR = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
-                         'AnomaliesGate', 'Transform', 'Trainer'}
+                         'AnomaliesGate', 'Transform', 'Trainer', 'BtydFit'}
 
 
 def test_second_run_reuses_the_cache(run):

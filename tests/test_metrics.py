@@ -22,6 +22,12 @@ CUSTOM_METRICS = [
     tfma.MetricConfig(class_name='DecileTable', module='pipelines.metrics'),
     tfma.MetricConfig(class_name='MeanAbsoluteError', module='tf_keras.metrics'),
 ]
+# The third predictor of the CLV evaluation: a BTYD model's CLV, stored as a
+# feature of the evaluated examples.
+BTYD_METRIC = tfma.MetricConfig(
+    class_name='FeaturePredictionMetrics',
+    module='pipelines.metrics',
+    config='{"feature": "btyd_clv", "prefix": "btyd"}')
 
 
 # --- normalized_gini -------------------------------------------------------
@@ -118,6 +124,7 @@ def test_decile_table_fewer_examples_than_deciles():
 @pytest.mark.parametrize('config,cls', [
     (CUSTOM_METRICS[0], metrics.NormalizedGini),
     (CUSTOM_METRICS[1], metrics.DecileTable),
+    (BTYD_METRIC, metrics.FeaturePredictionMetrics),
 ])
 def test_metric_config_round_trip(config, cls):
   instance = metric_specs.metric_instance(config)
@@ -130,6 +137,29 @@ def test_metric_config_round_trip(config, cls):
           module=config.module,
           config='"name": "custom"'))
   assert named.name == 'custom'
+
+
+def test_feature_prediction_metrics_config():
+  instance = metric_specs.metric_instance(BTYD_METRIC)
+  assert instance.get_config() == {
+      'feature': 'btyd_clv', 'prefix': 'btyd',
+      'name': 'feature_prediction_metrics'}
+  assert metrics.FeaturePredictionMetrics().get_config() == (
+      instance.get_config())
+  other = metrics.FeaturePredictionMetrics.from_config(
+      {'feature': 'pareto_clv', 'prefix': 'pnbd', 'name': 'pnbd_metrics'})
+  computation, = other.computations(
+      model_names=['candidate'], output_names=['predicted_value'])
+  assert [k.name for k in computation.keys] == (
+      metrics.feature_prediction_metric_names('pnbd'))
+  assert {k.model_name for k in computation.keys} == {'candidate'}
+  assert {k.output_name for k in computation.keys} == {'predicted_value'}
+  preprocessor, = computation.preprocessors
+  assert preprocessor.include_filter['features'] == {'pareto_clv': {}}
+  with pytest.raises(ValueError, match='prefix'):
+    metrics.FeaturePredictionMetrics(prefix='')
+  with pytest.raises(ValueError, match='feature'):
+    metrics.FeaturePredictionMetrics(feature='')
 
 
 def _run_combiner(metric, labels, predictions, output_name=''):
@@ -172,6 +202,110 @@ def test_decile_combiner_gives_nan_for_empty_deciles():
       result[metric_types.MetricKey(name='decile_04_mean_prediction')])
 
 
+def test_feature_prediction_metric_names():
+  names = metrics.feature_prediction_metric_names('btyd')
+  assert len(names) == len(set(names)) == 26
+  assert names[:6] == [
+      'btyd_example_count', 'btyd_mean_absolute_error',
+      'btyd_root_mean_squared_error', 'btyd_mean_prediction',
+      'btyd_mean_label', 'btyd_normalized_gini']
+  assert names[6] == 'btyd_decile_01_mean_prediction'
+  assert names[-1] == 'btyd_decile_10_mean_label'
+
+
+def test_regression_summary_is_order_invariant_and_handles_empty():
+  rng = np.random.default_rng(6)
+  labels = rng.gamma(1.0, 10.0, 101)
+  predictions = rng.integers(0, 5, 101).astype(float)
+  expected = metrics.regression_summary(labels, predictions)
+  assert expected['example_count'] == 101
+  assert expected['root_mean_squared_error'] == pytest.approx(
+      np.sqrt(np.mean((labels - predictions)**2)))
+  perm = rng.permutation(101)
+  assert metrics.regression_summary(labels[perm], predictions[perm]) == (
+      expected)
+  empty = metrics.regression_summary([], [])
+  assert empty['example_count'] == 0
+  assert all(math.isnan(empty[k]) for k in metrics.REGRESSION_STATS[1:])
+
+
+def _expected_btyd(labels: np.ndarray, btyd: np.ndarray) -> dict:
+  """The 26 btyd_* values, computed with NumPy directly."""
+  labels = np.asarray(labels, dtype=np.float64)
+  btyd = np.asarray(btyd, dtype=np.float64)
+  expected = {
+      'btyd_example_count': float(len(labels)),
+      'btyd_mean_absolute_error': np.abs(btyd - labels).mean(),
+      'btyd_root_mean_squared_error': np.sqrt(np.square(btyd - labels).mean()),
+      'btyd_mean_prediction': btyd.mean(),
+      'btyd_mean_label': labels.mean(),
+      'btyd_normalized_gini': metrics.normalized_gini(labels, btyd),
+  }
+  for row in metrics.decile_table(labels, btyd):
+    for stat in ('mean_prediction', 'mean_label'):
+      expected[f'btyd_decile_{row["decile"]:02d}_{stat}'] = row[stat]
+  assert sorted(expected) == sorted(
+      metrics.feature_prediction_metric_names('btyd'))
+  return expected
+
+
+def _feature_inputs(label, prediction, btyd, model_name, output_name):
+  inputs = {'labels': np.array([label], dtype=np.float32),
+            'predictions': np.array([prediction], dtype=np.float32)}
+  if output_name:
+    inputs = {k: {output_name: v} for k, v in inputs.items()}
+  if model_name:
+    inputs = {k: {model_name: v} for k, v in inputs.items()}
+  features = {} if btyd is None else {
+      'btyd_clv': np.array([btyd], dtype=np.float32)}
+  return metric_types.StandardMetricInputs(features=features, **inputs)
+
+
+@pytest.mark.parametrize('model_name,output_name', [
+    ('', ''), ('candidate', 'predicted_value')])
+def test_feature_prediction_combiner_reads_feature_and_label(
+    model_name, output_name):
+  rng = np.random.default_rng(7)
+  labels = rng.gamma(1.0, 10.0, 60).astype(np.float32)
+  btyd = rng.integers(0, 8, 60).astype(np.float32)  # Ties.
+  model_predictions = -labels  # Must not be used.
+  metric = metric_specs.metric_instance(BTYD_METRIC)
+  computation, = metric.computations(
+      model_names=[model_name], output_names=[output_name])
+  combiner = pickle.loads(pickle.dumps(computation.combiner))
+  results = []
+  for order in (np.arange(60), rng.permutation(60)):
+    accumulators = []
+    for part in np.array_split(order, 3):
+      acc = combiner.create_accumulator()
+      for i in part:
+        acc = combiner.add_input(acc, _feature_inputs(
+            labels[i], model_predictions[i], btyd[i], model_name,
+            output_name))
+      accumulators.append(acc)
+    results.append(combiner.extract_output(
+        combiner.merge_accumulators(accumulators)))
+  assert results[0] == results[1]  # Bit-identical for any input order.
+  expected = _expected_btyd(labels, btyd)
+  for key, value in results[0].items():
+    assert (key.model_name, key.output_name) == (model_name, output_name)
+    assert value == pytest.approx(expected[key.name], abs=1e-9), key.name
+
+
+def test_feature_prediction_combiner_rejects_missing_feature():
+  computation, = metrics.FeaturePredictionMetrics().computations(
+      output_names=['predicted_value'])
+  combiner = computation.combiner
+  acc = combiner.create_accumulator()
+  with pytest.raises(ValueError, match="feature 'btyd_clv'"):
+    combiner.add_input(acc, _feature_inputs(1.0, 1.0, None, '',
+                                            'predicted_value'))
+  inputs = _feature_inputs(1.0, 1.0, 2.0, '', 'predicted_value')
+  inputs['features']['btyd_clv'] = np.array([], dtype=np.float32)
+  with pytest.raises(ValueError, match="feature 'btyd_clv'"):
+    combiner.add_input(acc, inputs)
+
+
 # --- Real TFMA runs -----------------------------------------------------------
 
 
@@ -208,6 +342,14 @@ def _assert_matches_numpy(values: dict, labels: np.ndarray,
       np.abs(labels - predictions).mean(), abs=1e-4)
 
 
+def _assert_btyd_matches_numpy(values: dict, labels: np.ndarray,
+                               btyd: np.ndarray) -> None:
+  expected = _expected_btyd(labels, btyd)
+  assert sorted(k for k in values if k.startswith('btyd_')) == sorted(expected)
+  for name, value in expected.items():
+    assert values[name] == pytest.approx(value, abs=1e-6), name
+
+
 @pytest.fixture(name='data')
 def fixture_data(tmp_path) -> tuple:
   rng = np.random.default_rng(0)
@@ -217,6 +359,8 @@ def fixture_data(tmp_path) -> tuple:
       'label': label,
       'predicted_value': label * 0.5 + rng.normal(0.0, 5.0, 200),
       'mean_baseline': np.full(200, label.mean()),
+      # A BTYD model's CLV, a feature of the examples; rounded for ties.
+      'btyd_clv': np.round(label * 0.4 + rng.gamma(2.0, 3.0, 200)),
   }).astype(np.float32)
   path = str(tmp_path / 'examples.tfrecord')
   _write_examples(df, path)
@@ -232,7 +376,10 @@ def test_tfma_model_agnostic_two_prediction_outputs(data, tmp_path):
               prediction_keys={name: name for name in OUTPUTS})
       ],
       metrics_specs=[
-          tfma.MetricsSpec(metrics=CUSTOM_METRICS, output_names=list(OUTPUTS))
+          tfma.MetricsSpec(metrics=CUSTOM_METRICS, output_names=list(OUTPUTS)),
+          # No model is named here: the keys go to the unnamed model.
+          tfma.MetricsSpec(
+              metrics=[BTYD_METRIC], output_names=['predicted_value']),
       ],
       slicing_specs=[tfma.SlicingSpec()])
   output_path = str(tmp_path / 'eval')
@@ -243,6 +390,9 @@ def test_tfma_model_agnostic_two_prediction_outputs(data, tmp_path):
   labels = df['label'].to_numpy()
   for name in OUTPUTS:
     _assert_matches_numpy(_values(result, name), labels, df[name].to_numpy())
+  _assert_btyd_matches_numpy(
+      _values(result, 'predicted_value'), labels, df['btyd_clv'].to_numpy())
+  assert not any(k.startswith('btyd_') for k in _values(result, 'mean_baseline'))
   baseline = _values(result, 'mean_baseline')
   assert baseline['normalized_gini'] == 0.0
   assert _values(result, 'predicted_value')['normalized_gini'] > 0.5
@@ -276,8 +426,43 @@ def test_tfma_two_model_specs(data, tmp_path):
   assert _values(baseline, '')['normalized_gini'] == 0.0
 
 
+def test_tfma_missing_prediction_feature_fails_naming_it(data, tmp_path):
+  df, _ = data
+  df = df.head(20)
+  (tmp_path / 'missing').mkdir()
+  _write_examples(df, str(tmp_path / 'missing' / 'with.tfrecord'))
+  # Plus one example without btyd_clv.
+  _write_examples(df.drop(columns=['btyd_clv']).head(1),
+                  str(tmp_path / 'missing' / 'without.tfrecord'))
+  eval_config = tfma.EvalConfig(
+      model_specs=[
+          tfma.ModelSpec(label_key='label', prediction_key='predicted_value')
+      ],
+      metrics_specs=[tfma.MetricsSpec(metrics=[BTYD_METRIC])],
+      slicing_specs=[tfma.SlicingSpec()])
+  with pytest.raises(Exception) as raised:
+    tfma.run_model_analysis(
+        eval_config=eval_config,
+        data_location=str(tmp_path / 'missing' / '*.tfrecord'),
+        output_path=str(tmp_path / 'eval'))
+  # TFMA wraps the metric's error in a RuntimeError ('add_input failed on
+  # <combiner>') raised `from` it; the top message names the combiner.
+  assert "feature='btyd_clv'" in str(raised.value)
+  chain, error = [], raised.value
+  while error is not None:
+    chain.append(error)
+    error = error.__cause__ or error.__context__
+  assert any(
+      isinstance(e, ValueError) and
+      "no value for feature 'btyd_clv'" in str(e) for e in chain), chain
+
+
 def _save_keras_model(path: str, scale: float, constant: float) -> None:
-  """Saves a two-output model: scale * predicted_value and a constant."""
+  """Saves a two-output model: scale * predicted_value and a constant.
+
+  Like the CLV Trainer's model, its serving_default signature takes
+  serialized tf.Examples and returns {'predicted_value', 'mean_baseline'}.
+  """
   inputs = tf_keras.Input(shape=(1,), name='predicted_value')
   outputs = {
       'predicted_value':
@@ -290,7 +475,17 @@ def _save_keras_model(path: str, scale: float, constant: float) -> None:
               bias_initializer=tf_keras.initializers.Constant(constant))(
                   inputs),
   }
-  tf_keras.Model(inputs, outputs).save(path, save_format='tf')
+  model = tf_keras.Model(inputs, outputs)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])
+  def serve(serialized_examples):
+    features = tf.io.parse_example(
+        serialized_examples,
+        {'predicted_value': tf.io.FixedLenFeature([1], tf.float32)})
+    return model(features['predicted_value'])
+
+  model.save(path, save_format='tf', signatures={'serving_default': serve})
 
 
 def test_tfma_keras_multi_output_candidate_vs_baseline(data, tmp_path):
@@ -313,15 +508,23 @@ def test_tfma_keras_multi_output_candidate_vs_baseline(data, tmp_path):
   label_keys = {name: 'label' for name in OUTPUTS}
   eval_config = tfma.EvalConfig(
       model_specs=[
-          tfma.ModelSpec(name='candidate', label_keys=label_keys),
           tfma.ModelSpec(
-              name='baseline', label_keys=label_keys, is_baseline=True),
+              name='candidate', signature_name='serving_default',
+              label_keys=label_keys),
+          tfma.ModelSpec(
+              name='baseline', signature_name='serving_default',
+              label_keys=label_keys, is_baseline=True),
       ],
       metrics_specs=[
           tfma.MetricsSpec(metrics=gated, output_names=['predicted_value']),
           tfma.MetricsSpec(
               metrics=CUSTOM_METRICS,
               output_names=['mean_baseline'],
+              model_names=['candidate']),
+          # The BTYD predictor, scored in the same evaluation.
+          tfma.MetricsSpec(
+              metrics=[BTYD_METRIC],
+              output_names=['predicted_value'],
               model_names=['candidate']),
       ],
       slicing_specs=[tfma.SlicingSpec()])
@@ -355,3 +558,11 @@ def test_tfma_keras_multi_output_candidate_vs_baseline(data, tmp_path):
   assert _values(baseline, 'predicted_value')['normalized_gini'] == (
       pytest.approx(-gini, abs=1e-6))
   assert tfma.load_validation_result(output_path).validation_ok
+
+  # BTYD: under model 'candidate', output 'predicted_value' only; no diffs.
+  _assert_btyd_matches_numpy(values, labels, df['btyd_clv'].to_numpy())
+  assert not any(k.startswith('btyd_') and k.endswith('_diff') for k in values)
+  assert not any(k.startswith('btyd_')
+                 for k in _values(candidate, 'mean_baseline'))
+  assert not any(k.startswith('btyd_')
+                 for k in _values(baseline, 'predicted_value'))
