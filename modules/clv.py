@@ -36,6 +36,9 @@ LOG_FEATURES = ['frequency', 'total_spend', 'mean_spend', 'mean_quantity', 'mone
 # z-score only: durations in days.
 LINEAR_FEATURES = ['recency', 'T', 'mean_days_between_purchases']
 MONTH_FEATURE = 'first_purchase_month'
+# For slicing the evaluation only (not a model input): repeat purchase days in buckets.
+FREQUENCY_BUCKET = 'frequency_bucket'
+FREQUENCY_BUCKETS = ((0, '0'), (1, '1'), (3, '2-3'), (7, '4-7'))  # (upper bound, name); above: '8+'
 
 Purchase = Tuple[datetime.date, float, float]  # (day, quantity, amount)
 
@@ -106,7 +109,13 @@ def customer_features(purchases: Iterable[Purchase], as_of: datetime.date) -> Op
       'purchases_last_30': sum(1 for d in days if (as_of - d).days < 30),
       'purchases_last_90': sum(1 for d in days if (as_of - d).days < 90),
       MONTH_FEATURE: first.month,
+      FREQUENCY_BUCKET: frequency_bucket(frequency),
   }
+
+
+def frequency_bucket(frequency: int) -> str:
+  """'0', '1', '2-3', '4-7' or '8+' repeat purchase days."""
+  return next((name for upper, name in FREQUENCY_BUCKETS if frequency <= upper), '8+')
 
 
 def spend_between(purchases: Iterable[Purchase], start: datetime.date, end: datetime.date) -> float:
@@ -342,21 +351,25 @@ def eval_config(max_mae_increase: float) -> tfma.EvalConfig:
   `max_mae_increase` (relative) above the latest blessed model's on the same eval customers.
   """
   label_keys = {PREDICTION: LABEL, MEAN_BASELINE: LABEL}
+  overall = [tfma.SlicingSpec()]  # gate on all eval customers; small slices may have all-zero labels
+  gates = {
+      'MeanAbsoluteError': tfma.MetricThreshold(change_threshold=tfma.GenericChangeThreshold(
+          direction=tfma.MetricDirection.LOWER_IS_BETTER, relative={'value': max_mae_increase})),
+      'NormalizedGini': tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+          lower_bound={'value': 0.0})),
+  }
   gated = _regression_metrics()
   for metric in gated:
-    if metric.class_name == 'MeanAbsoluteError':
-      metric.threshold.CopyFrom(tfma.MetricThreshold(change_threshold=tfma.GenericChangeThreshold(
-          direction=tfma.MetricDirection.LOWER_IS_BETTER, relative={'value': max_mae_increase})))
-    if metric.class_name == 'NormalizedGini':
-      metric.threshold.CopyFrom(tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
-          lower_bound={'value': 0.0})))
+    if metric.class_name in gates:
+      metric.per_slice_thresholds.add(slicing_specs=overall, threshold=gates[metric.class_name])
   return tfma.EvalConfig(
       model_specs=[
           tfma.ModelSpec(name='candidate', signature_name='serving_default', label_keys=label_keys),
           tfma.ModelSpec(name='baseline', signature_name='serving_default', label_keys=label_keys,
                          is_baseline=True),
       ],
-      slicing_specs=[tfma.SlicingSpec()],
+      slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[FREQUENCY_BUCKET]),
+                     tfma.SlicingSpec(feature_keys=[MONTH_FEATURE])],
       # The model's compiled loss is not a metric here (and TFMA cannot map it to one output).
       options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
       metrics_specs=[

@@ -14,7 +14,7 @@ from tfx.proto import example_gen_pb2
 
 from modules import clv as clv_module
 from pipelines.components.anomalies_gate import AnomaliesGate
-from pipelines.components.btyd import TIME_UNITS, BtydFit, examples_summary, load_fitted, read_examples
+from pipelines.components.btyd import PARAMS_FILE, TIME_UNITS, BtydFit, examples_summary, load_fitted, read_examples
 from pipelines.components.examples_builder import ExamplesBuilder
 from pipelines.components.predictions_export import PredictionsExport
 from pipelines.runners import code_version
@@ -51,25 +51,26 @@ def holdout_days(settings: Dict[str, Any]) -> int:
   return (clv_module.parse_date(settings['predict_end']) - clv_module.parse_date(settings['threshold_date'])).days
 
 
-def report_plots(settings: Dict[str, Any], artifact: Callable[[str, str], Any], predictions_csv: str,
+def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any], predictions_csv: str,
                  output_dir: str) -> Dict[str, str]:
-  """BTYD plots for the report: P(alive) histogram over the scored customers and the expected purchases in
-  the horizon over frequency x recency of the fitted purchase model, up to the largest frequency and T of
-  the customers it was fitted on. `artifact(node_id, output_key)` gives the run's MLMD artifacts.
-  Returns {name: png path}."""
+  """BTYD outputs for the report: its params.json (fitted parameters, standard errors, log-likelihood), a
+  P(alive) histogram over the scored customers and the expected purchases in the horizon over frequency x
+  recency of the fitted purchase model, up to the largest frequency and T of the customers it was fitted on.
+  `artifact(node_id, output_key)` gives the run's MLMD artifacts. Returns {name: path}."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   import pandas as pd  # pylint: disable=g-import-not-at-top
   from lifetimes import plotting  # pylint: disable=g-import-not-at-top
 
-  fitted = load_fitted(artifact('BtydFit', 'model').uri)
+  model_uri = artifact('BtydFit', 'model').uri
+  fitted = load_fitted(model_uri)
   built = artifact('ExamplesBuilder', 'examples')
   examples = tfx.types.standard_artifacts.Examples()
   examples.uri = built.uri
   examples.split_names = built.properties['split_names'].string_value
   fit_summary = examples_summary(read_examples(examples, 'train'), fitted.time_unit)
-  plots = {}
+  plots = {'btyd_params': os.path.join(model_uri, PARAMS_FILE)}
   p_alive = pd.read_csv(predictions_csv)['btyd_p_alive']
   figure, axis = plt.subplots(figsize=(7, 4))
   axis.hist(p_alive, bins=20, range=(0, 1), color='tab:blue')

@@ -25,8 +25,9 @@ class UseCase:
   # summary.json metrics name -> (TFMA model name, output name, metric-key prefix) in the Evaluator's result.
   reported_models: Mapping[str, Tuple[str, str, str]]
   key_column: str
-  # (settings, artifact(node_id, output_key), predictions csv, output dir) -> {name: png path}
-  report_plots: Optional[Callable[..., Dict[str, str]]] = None
+  # (settings, artifact(node_id, output_key), predictions csv, output dir) -> {name: path} of extra outputs
+  # (PNG plots are shown in report.md)
+  report_extras: Optional[Callable[..., Dict[str, str]]] = None
 
 
 USE_CASES: Dict[str, UseCase] = {
@@ -41,7 +42,7 @@ USE_CASES: Dict[str, UseCase] = {
         reported_models={'dnn': ('candidate', 'predicted_value', ''), 'btyd': ('candidate', 'predicted_value', 'btyd'),
                          'baseline': ('candidate', 'mean_baseline', '')},
         key_column='customer_id',
-        report_plots=clv.report_plots),
+        report_extras=clv.report_extras),
 }
 
 

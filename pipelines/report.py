@@ -108,6 +108,14 @@ def evaluation_metrics(evaluation_uri: str, reported_models: Dict[str, Tuple[str
   return metrics, changes
 
 
+def validation_failures(evaluation_uri: str) -> List[str]:
+  """Why TFMA did not bless the candidate: one line per failed threshold, empty if it passed."""
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  result = tfma.load_validation_result(evaluation_uri)
+  return [f'{failure.metric_key.name} ({failure.metric_key.output_name or "output"}): {failure.message}'
+          for per_slice in result.metric_validations_per_slice for failure in per_slice.failures]
+
+
 def _decile_plot(metrics: Dict[str, Dict[str, float]], path: str) -> bool:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
@@ -190,8 +198,8 @@ def build_summary(use_case, nodes: Dict[str, NodeRun], output_dir: str, runner: 
     data['rows_scored'] = _concat_shards(os.path.join(predictions.uri, PREDICTIONS_PREFIX + '*.csv'), header,
                                          predictions_path)
     outputs['predictions'] = predictions_path
-    if use_case.report_plots:
-      outputs.update(use_case.report_plots(settings, lambda node_id, key: _output(nodes, node_id, key),
+    if use_case.report_extras:
+      outputs.update(use_case.report_extras(settings, lambda node_id, key: _output(nodes, node_id, key),
                                            predictions_path, output_dir))
 
   return {
@@ -206,6 +214,7 @@ def build_summary(use_case, nodes: Dict[str, NodeRun], output_dir: str, runner: 
       'metrics': metrics,
       'metrics_change_vs_blessed': changes,
       'blessed': bool(_custom(blessing, 'blessed')) if blessing is not None else None,
+      'blessing_failures': validation_failures(evaluation.uri) if evaluation is not None else [],
       'pushed_model': (_custom(pushed, 'pushed_destination') if pushed is not None and _custom(pushed, 'pushed')
                        else None),
       'settings': settings,
@@ -245,7 +254,9 @@ def _markdown(summary: Dict[str, Any]) -> str:
   plots = [path for name, path in summary['outputs'].items() if path.endswith('.png') and name != 'decile_plot']
   if plots:
     lines += ['## Plots', ''] + [f'![{os.path.basename(p)}]({os.path.basename(p)})' for p in plots] + ['']
-  lines += ['## Model', '', f'- blessed: {summary["blessed"]}', f'- pushed to: {summary["pushed_model"]}', '',
+  lines += ['## Model', '', f'- blessed: {summary["blessed"]}']
+  lines += [f'  - not blessed: {failure}' for failure in summary['blessing_failures']]
+  lines += [f'- pushed to: {summary["pushed_model"]}', '',
             '## Components', '', '| component | state | seconds |', '|---|---|---|']
   for node_id, node in summary['components'].items():
     lines.append(f'| {node_id} | {node["state"]} | {node["seconds"]} |')

@@ -17,7 +17,13 @@ def test_single_purchase():
   assert features == {
       'frequency': 0, 'recency': 0, 'T': 213, 'total_spend': 30.0, 'mean_spend': 30.0, 'monetary_value': 0.0,
       'mean_quantity': 2.0, 'mean_days_between_purchases': 0.0, 'purchases_last_30': 0, 'purchases_last_90': 0,
-      'first_purchase_month': 3}
+      'first_purchase_month': 3, 'frequency_bucket': '0'}
+
+
+@pytest.mark.parametrize('frequency, bucket', [(0, '0'), (1, '1'), (2, '2-3'), (3, '2-3'), (4, '4-7'),
+                                               (7, '4-7'), (8, '8+'), (40, '8+')])
+def test_frequency_bucket(frequency, bucket):
+  assert clv.frequency_bucket(frequency) == bucket
 
 
 def test_same_day_purchases_are_merged():

@@ -2,45 +2,24 @@
 import csv
 import json
 import os
+import shutil
 
 import pytest
 import tensorflow_model_analysis as tfma
-from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from conftest import BAD_ROWS, SAMPLE
 from pipelines.__main__ import main
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = os.path.join(REPO, 'data', 'clv', 'transactions_sample.csv')
-BAD_ROWS = ['77777,not-a-date,1,10.00', '77778,1997-02-01,1,-5.00', ',1997-02-01,1,5.00']
 COMPONENTS = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'AnomaliesGate',
               'Transform', 'Trainer', 'BtydFit', 'latest_blessed_model_resolver', 'Evaluator', 'Pusher', 'BulkInferrer',
               'PredictionsExport'}
 
 
-def _executions(metadata_path):
-  config = metadata_store_pb2.ConnectionConfig()
-  config.sqlite.filename_uri = metadata_path
-  return metadata_store.MetadataStore(config).get_executions()
-
-
 @pytest.fixture(scope='module')
-def run(tmp_path_factory):
-  """Runs the pipeline twice on the same data; returns (output dir, first summary, second summary, MLMD counts)."""
-  root = tmp_path_factory.mktemp('clv_e2e')
-  data = root / 'data' / 'transactions.csv'
-  data.parent.mkdir()
-  with open(SAMPLE) as f:
-    data.write_text(f.read() + '\n'.join(BAD_ROWS) + '\n')
-  args = ['run', 'clv', '--data', str(data), '--output', str(root / 'runs'), '--set', 'epochs=20']
-  assert main(args) == 0
-  out = root / 'runs' / 'clv'
-  first = json.loads((out / 'summary.json').read_text())
-  executions_after_first = len(_executions(str(out / 'metadata.sqlite')))
-  assert main(args) == 0
-  second = json.loads((out / 'summary.json').read_text())
-  executions = _executions(str(out / 'metadata.sqlite'))
-  return out, first, second, executions_after_first, executions
+def run(clv_run):
+  """(output dir, first summary, second summary, MLMD executions after the first run, all executions)."""
+  return clv_run
 
 
 def test_every_component_executed(run):
@@ -105,6 +84,7 @@ def test_btyd_side_by_side_on_the_same_customers(run):
 def test_model_blessed_and_pushed(run):
   _, first, _, _, _ = run
   assert first['blessed'] is True
+  assert first['blessing_failures'] == []
   assert os.path.isfile(os.path.join(first['pushed_model'], 'saved_model.pb'))
 
 
@@ -141,3 +121,21 @@ def test_second_run_reuses_the_cache(run):
   assert second['blessed'] is True
   diff = dict(tfma.load_eval_result(second['outputs']['evaluation'], model_name='candidate').slicing_metrics)[()]
   assert diff['predicted_value']['']['mean_absolute_error_diff']['doubleValue'] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_model_failing_the_gate_is_not_pushed_nor_scored(run, tmp_path):
+  """Against the blessed model, require a 50% lower MAE: the Evaluator must refuse, and the report say why."""
+  out, first, _, _, _ = run
+  copy = tmp_path / 'runs' / 'clv'
+  copy.mkdir(parents=True)
+  shutil.copy(out / 'metadata.sqlite', copy / 'metadata.sqlite')  # cached artifacts stay where they are
+  assert main(['run', 'clv', '--data', first['data']['path'], '--output', str(tmp_path / 'runs'),
+               '--set', 'epochs=20', '--set', 'max_mae_increase=-0.5']) == 0
+  summary = json.loads((copy / 'summary.json').read_text())
+  assert summary['components']['Trainer']['cached']
+  assert not summary['components']['Evaluator']['cached']
+  assert summary['blessed'] is False and summary['pushed_model'] is None
+  assert any(failure.startswith('mean_absolute_error') for failure in summary['blessing_failures'])
+  assert summary['data']['rows_scored'] == 0
+  assert not (copy / 'serving_model').exists()
+  assert 'not blessed: mean_absolute_error' in (copy / 'report.md').read_text()
