@@ -14,12 +14,13 @@ NUMERIC = clv.LOG_FEATURES + clv.LINEAR_FEATURES
 
 def _rows():
   return [{**{name: float(i + j) for j, name in enumerate(NUMERIC)}, clv.MONTH_FEATURE: (i % 12) + 1,
-           clv.LABEL: float(i * 3)} for i in range(8)]
+           clv.LABEL: float(i * 3), clv.KEY: f'c{i}'.encode()} for i in range(8)]
 
 
 def test_preprocessing_fn_with_tft():
   feature_spec = {name: tf.io.FixedLenFeature([], tf.float32) for name in NUMERIC + [clv.LABEL]}
   feature_spec[clv.MONTH_FEATURE] = tf.io.FixedLenFeature([], tf.int64)
+  feature_spec[clv.KEY] = tf.io.FixedLenFeature([], tf.string)
   metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(feature_spec))
   rows = _rows()
   with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
@@ -35,6 +36,21 @@ def test_preprocessing_fn_with_tft():
   assert months[2].argmax() == 2 and months[2].sum() == 1
   np.testing.assert_allclose(np.array([r[clv.LABEL] for r in transformed]).reshape(-1),
                              [r[clv.LABEL] for r in rows])
+
+
+def test_training_rows_are_put_in_key_order_whatever_the_input_order():
+  keys = np.array([b'7', b'3', b'12', b'5'])
+  features = {clv.KEY: keys, 'recency': np.array([[7.0], [3.0], [12.0], [5.0]])}
+  labels = np.array([[70.0], [30.0], [120.0], [50.0]])
+  sorted_features, sorted_labels = clv.in_key_order(features, labels)
+  shuffled = np.array([2, 0, 3, 1])
+  again_features, again_labels = clv.in_key_order({k: v[shuffled] for k, v in features.items()}, labels[shuffled])
+  np.testing.assert_array_equal(sorted_features[clv.KEY], [b'12', b'3', b'5', b'7'])
+  np.testing.assert_array_equal(sorted_labels.reshape(-1), [120.0, 30.0, 50.0, 70.0])
+  np.testing.assert_array_equal(sorted_features['recency'].reshape(-1), sorted_labels.reshape(-1) / 10)
+  for name in features:
+    np.testing.assert_array_equal(again_features[name], sorted_features[name])
+  np.testing.assert_array_equal(again_labels, sorted_labels)
 
 
 def _numpy_ziln(label, logits):
