@@ -205,7 +205,7 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   outputs.update({name: tft.scale_to_z_score(_column(inputs[name])) for name in LINEAR_FEATURES})
   month = tf.reshape(tf.cast(inputs[MONTH_FEATURE], tf.int64), [-1])
   outputs[MONTH_FEATURE] = tf.one_hot(month - 1, 12)
-  outputs[KEY] = tf.reshape(inputs[KEY], [-1])  # not a model input: orders the training data (training_dataset)
+  outputs[KEY] = tf.reshape(inputs[KEY], [-1])  # not a model input: orders the training data (training_data)
   if LABEL in inputs:
     outputs[LABEL] = _column(inputs[LABEL])
   return outputs
@@ -287,23 +287,20 @@ def in_key_order(features: Dict[str, np.ndarray], labels: np.ndarray
   return {name: values[order] for name, values in features.items()}, labels[order]
 
 
-def training_dataset(file_pattern: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput,
-                     batch_size: int, seed: int) -> tf.data.Dataset:
-  """The transformed train split in memory, in key order, shuffled with `seed` each epoch, batched.
+def training_data(file_pattern: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput
+                  ) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+  """The transformed train split in memory, in key order, without the key: (features, labels).
 
-  Same data + same seed = same batches, whatever the file order. Holds the split in memory (fine for
-  per-customer data up to tens of millions of rows of a dozen floats)."""
+  Key order makes training independent of the order Beam wrote the files in. Holds the split in memory
+  (fine for per-customer data up to tens of millions of rows of a dozen floats)."""
   dataset = data_accessor.tf_dataset_factory(
       file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=4096, label_key=LABEL, shuffle=False, num_epochs=1),
       tf_transform_output.transformed_metadata.schema)
   batches = list(dataset.as_numpy_iterator())
   features = {name: np.concatenate([batch[name] for batch, _ in batches]) for name in batches[0][0]}
-  labels = np.concatenate([label for _, label in batches])
-  features, labels = in_key_order(features, labels)
+  features, labels = in_key_order(features, np.concatenate([label for _, label in batches]))
   features.pop(KEY)
-  return (tf.data.Dataset.from_tensor_slices((features, labels))
-          .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-          .batch(batch_size))
+  return features, labels
 
 
 def _serving_fn(model: keras.Model, tf_transform_output: tft.TFTransformOutput, loss: str,
@@ -333,11 +330,12 @@ def run_fn(fn_args) -> None:
   feature_widths = {name: spec.shape[-1] if spec.shape else 1
                     for name, spec in tf_transform_output.transformed_feature_spec().items()
                     if name not in (LABEL, KEY)}
-  train = training_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                           int(config['batch_size']), seed)
-  labels = tf.concat([tf.reshape(label, [-1]) for _, label in train], axis=0)
-  train_mean = float(tf.reduce_mean(labels))
-  logging.info('Training label mean (the mean baseline): %.4f over %d customers', train_mean, labels.shape[0])
+  features, labels = training_data(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
+  train_mean = float(labels.mean())
+  logging.info('Training label mean (the mean baseline): %.4f over %d customers', train_mean, len(labels))
+  train = (tf.data.Dataset.from_tensor_slices((features, labels))
+           .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)  # same seed, same batches
+           .batch(int(config['batch_size'])))
   model = build_model(feature_widths, [int(u) for u in str(config['hidden_units']).split(',') if u],
                       float(config['dropout']), config['loss'], initial_output_bias(labels, config['loss']))
   model.compile(optimizer=keras.optimizers.Adam(float(config['learning_rate'])),
