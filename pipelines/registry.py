@@ -24,7 +24,6 @@ class UseCase:
   setting_choices: Mapping[str, Tuple[str, ...]]
   # summary.json metrics name -> (TFMA model name, output name, metric-key prefix) in the Evaluator's result.
   reported_models: Mapping[str, Tuple[str, str, str]]
-  key_column: str
   # (settings, artifact(node_id, output_key), predictions csv, output dir) -> {name: path} of extra outputs
   # (PNG plots are shown in report.md)
   report_extras: Optional[Callable[..., Dict[str, str]]] = None
@@ -41,7 +40,6 @@ USE_CASES: Dict[str, UseCase] = {
         setting_choices=clv.SETTING_CHOICES,
         reported_models={'dnn': ('candidate', 'predicted_value', ''), 'btyd': ('candidate', 'predicted_value', 'btyd'),
                          'baseline': ('candidate', 'mean_baseline', '')},
-        key_column='customer_id',
         report_extras=clv.report_extras),
 }
 

@@ -14,7 +14,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipelines.components import beam_io
-from pipelines.components.examples_builder import REJECTED_HEADER, REJECTED_PREFIX, skipped_counts
+from pipelines.components.examples_builder import REJECTED_PREFIX
 from pipelines.components.predictions_export import PREDICTIONS_PREFIX
 
 _STATES = {metadata_store_pb2.Execution.COMPLETE: 'complete', metadata_store_pb2.Execution.CACHED: 'cached',
@@ -144,17 +144,20 @@ def _decile_plot(metrics: Dict[str, Dict[str, float]], path: str) -> bool:
   return plotted
 
 
-def _concat_shards(pattern: str, header: str, destination: str) -> int:
-  """Concatenates CSV shards (each with its header) into one file with one header; returns data rows."""
+def _concat_shards(pattern: str, destination: str) -> Optional[int]:
+  """Concatenates CSV shards (each starting with the same header) into one file with that header once;
+  returns the data rows written, or None (and writes nothing) when no shard matches."""
+  shards = sorted(tf.io.gfile.glob(pattern))
+  if not shards:
+    return None
   rows = 0
   with open(destination, 'w') as out:
-    out.write(header + '\n')
-    for shard in sorted(tf.io.gfile.glob(pattern)):
+    for index, shard in enumerate(shards):
       with tf.io.gfile.GFile(shard) as f:
-        lines = f.read().splitlines()[1:]
-      for line in lines:
+        lines = f.read().splitlines()
+      for line in lines if index == 0 else lines[1:]:
         out.write(line + '\n')
-      rows += len(lines)
+      rows += len(lines) - 1
   return rows
 
 
@@ -167,11 +170,11 @@ def build_summary(use_case, nodes: Dict[str, NodeRun], output_dir: str, runner: 
   if build_report is not None:
     counts = beam_io.read_counts(build_report.uri)
     data['rows_read'] = counts.get('rows_in', 0)
-    data['examples'] = {k.split('/', 1)[1]: v for k, v in counts.items() if k.startswith('examples/')}
-    data['skipped'] = skipped_counts(counts)
+    data['examples'] = beam_io.counts_under(counts, 'examples')
+    data['skipped'] = beam_io.counts_under(counts, 'skipped')
     rejected_path = os.path.join(output_dir, 'rejected_rows.csv')
     if data['skipped']:
-      _concat_shards(os.path.join(build_report.uri, REJECTED_PREFIX + '*.csv'), REJECTED_HEADER, rejected_path)
+      _concat_shards(os.path.join(build_report.uri, REJECTED_PREFIX + '*.csv'), rejected_path)
       outputs['rejected_rows'] = rejected_path
     elif os.path.exists(rejected_path):
       os.remove(rejected_path)
@@ -189,14 +192,11 @@ def build_summary(use_case, nodes: Dict[str, NodeRun], output_dir: str, runner: 
   blessing = _output(nodes, 'Evaluator', 'blessing')
   pushed = _output(nodes, 'Pusher', 'pushed_model')
   predictions = _output(nodes, 'PredictionsExport', 'predictions')
-  shards = sorted(tf.io.gfile.glob(os.path.join(predictions.uri, PREDICTIONS_PREFIX + '*.csv'))
-                  ) if predictions is not None else []
-  if shards:
-    predictions_path = os.path.join(output_dir, 'predictions.csv')
-    with tf.io.gfile.GFile(shards[0]) as f:
-      header = f.readline().strip()
-    data['rows_scored'] = _concat_shards(os.path.join(predictions.uri, PREDICTIONS_PREFIX + '*.csv'), header,
-                                         predictions_path)
+  predictions_path = os.path.join(output_dir, 'predictions.csv')
+  rows_scored = (_concat_shards(os.path.join(predictions.uri, PREDICTIONS_PREFIX + '*.csv'), predictions_path)
+                 if predictions is not None else None)
+  if rows_scored is not None:
+    data['rows_scored'] = rows_scored
     outputs['predictions'] = predictions_path
     if use_case.report_extras:
       outputs.update(use_case.report_extras(settings, lambda node_id, key: _output(nodes, node_id, key),

@@ -1,7 +1,7 @@
 """Beam helpers shared by our components: tf.Example <-> dict rows, counters written as one JSON file."""
 import json
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping
 
 import apache_beam as beam
 import tensorflow as tf
@@ -80,6 +80,11 @@ def read_counts(output_dir: str) -> Dict[str, int]:
   with tf.io.gfile.GFile(path) as f:
     text = f.read().strip()
   return json.loads(text) if text else {}
+
+
+def counts_under(counts: Mapping[str, int], prefix: str) -> Dict[str, int]:
+  """The `<prefix>/<name>` entries of a counts dict, keyed by name (e.g. prefix 'skipped' -> by reason)."""
+  return {k.split('/', 1)[1]: v for k, v in counts.items() if k.startswith(prefix + '/')}
 
 
 def load_function(dotted_path: str) -> Any:

@@ -103,14 +103,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     empty = [split for split in built.splits if not counts.get(f'examples/{split}')]
     if empty:
       raise ValueError(f'build_examples produced no examples for split(s) {empty}: rows read '
-                       f'{counts.get("rows_in", 0)}, skipped {skipped_counts(counts)}. Check the input data and settings.')
+                       f'{counts.get("rows_in", 0)}, skipped {beam_io.counts_under(counts, "skipped")}. '
+                       'Check the input data and settings.')
     for name, value in counts.items():
       report.set_int_custom_property(name, value)
-
-
-def skipped_counts(counts: Dict[str, int]) -> Dict[str, int]:
-  """The `skipped/<reason>` entries of a counts dict, keyed by reason."""
-  return {k.split('/', 1)[1]: v for k, v in counts.items() if k.startswith('skipped/')}
 
 
 class ExamplesBuilder(base_beam_component.BaseBeamComponent):
