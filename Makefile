@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: run test bench notebook lock clean-runs
+.PHONY: run test bench notebook image lock clean-runs
 
 $(VENV)/.installed: requirements.lock setup.py
 	@python310=$$(bash .ci/find_python310.sh) || { echo "$$python310" >&2; exit 1; }; \
@@ -31,6 +31,13 @@ bench: $(VENV)/.installed
 # Jupyter (Notebook 7) on notebooks/; run the pipeline first. As root, Jupyter also needs --allow-root.
 notebook: $(VENV)/.installed
 	$(VENV)/bin/jupyter notebook --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+# The container image for Vertex AI Pipelines and Dataflow (needs a Docker engine); push it to a registry
+# the project can read, e.g. IMAGE=us-central1-docker.pkg.dev/PROJECT/marketing-ml/tfx:latest.
+IMAGE ?= marketing-ml/tfx:latest
+image:
+	docker build -t $(IMAGE) .
+	@echo "Built $(IMAGE); push it with: docker push $(IMAGE)"
 
 # Re-resolve the lock in a scratch venv (needs the network to the package index).
 lock:

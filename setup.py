@@ -1,4 +1,8 @@
-"""Installs the `pipelines` (TFX pipelines, CLI, components) and `modules` (module files) packages."""
+"""Installs the `pipelines` (TFX pipelines, CLI, components) and `modules` (module files) packages.
+
+The bundled data under data/ is read from the checkout (`make` installs this project editable); the
+container image (Dockerfile) installs the packages only: cloud runs read gs:// files or BigQuery.
+"""
 import setuptools
 
 setuptools.setup(
@@ -7,8 +11,6 @@ setuptools.setup(
     description='Production-grade TFX pipelines for marketing and recommendation ML.',
     python_requires='>=3.10,<3.11',
     packages=setuptools.find_packages(include=['pipelines', 'pipelines.*', 'modules', 'modules.*']),
-    package_data={'': ['*.csv']},
-    data_files=[('data/clv', ['data/clv/transactions.csv', 'data/clv/transactions_sample.csv'])],
     install_requires=['tfx[kfp]==1.16.0', 'lifetimes==0.11.3', 'scipy<1.16', 'pandas<2'],
     entry_points={'console_scripts': ['marketing-pipelines=pipelines.__main__:main']},
 )

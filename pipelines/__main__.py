@@ -1,10 +1,14 @@
-"""CLI: python -m pipelines {list,run} ...
+"""CLI: python -m pipelines {list,run,compile} ...
 
   python -m pipelines list
-  python -m pipelines run clv [--data PATH] [--output DIR] [--runner local] [--set key=value ...]
+  python -m pipelines run USE_CASE [--data PATH|gs://...|bq://project.dataset.table] [--output DIR]
+      [--runner local|dataflow|vertex] [--project P --region R --temp-location gs://... --image IMAGE]
+      [--set key=value ...]
+  python -m pipelines compile USE_CASE --runner vertex --output SPEC.json [--image IMAGE] [--data ...] [...]
 
-User errors (unknown use case, missing data, bad setting) print one line on stderr and exit 2.
-A failed run prints the failing reason on stderr, writes summary.json with status 'failed' and exits 1.
+User errors (unknown use case, missing data, bad setting, invalid BigQuery identifier, missing cloud
+flags or credentials) print one line on stderr and exit 2. A failed run prints the failing reason on
+stderr, writes summary.json with status 'failed' and exits 1.
 """
 import argparse
 import os
@@ -14,23 +18,42 @@ from typing import List, Optional
 
 from absl import logging
 
-from pipelines import registry
+from pipelines import bigquery, registry
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+DEFAULT_REGION = 'us-central1'
+
+
+def _add_pipeline_arguments(parser: argparse.ArgumentParser, runners: List[str], output_help: str,
+                            output_default: Optional[str]) -> None:
+  parser.add_argument('use_case')
+  parser.add_argument('--data', help='input: a CSV file (local or gs://) or bq://project.dataset.table '
+                      '(default for local runs: the bundled data of the use case)')
+  parser.add_argument('--output', default=output_default, required=output_default is None, help=output_help)
+  parser.add_argument('--runner', default=runners[0], choices=runners, help=f'default: {runners[0]}')
+  parser.add_argument('--set', dest='settings', action='append', default=[], metavar='KEY=VALUE',
+                      help='override a setting; see `list`')
+  cloud = parser.add_argument_group('Google Cloud (dataflow, vertex and bq:// input)')
+  cloud.add_argument('--project', default=os.environ.get('GOOGLE_CLOUD_PROJECT'),
+                     help='project id (default: $GOOGLE_CLOUD_PROJECT)')
+  cloud.add_argument('--region', default=os.environ.get('GOOGLE_CLOUD_REGION', DEFAULT_REGION),
+                     help=f'region (default: $GOOGLE_CLOUD_REGION or {DEFAULT_REGION})')
+  cloud.add_argument('--temp-location', help='gs:// folder for temporary files')
+  cloud.add_argument('--pipeline-root', help='gs:// folder for artifacts (default: gs://<temp bucket>/tfx/<use case>)')
+  cloud.add_argument('--image', help='container image built from the Dockerfile (default: '
+                     '<region>-docker.pkg.dev/<project>/marketing-ml/tfx:latest)')
+  cloud.add_argument('--service-account', default='', help='service account for Vertex steps and Dataflow workers')
 
 
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='python -m pipelines', description=__doc__.splitlines()[0])
   commands = parser.add_subparsers(dest='command', required=True)
   commands.add_parser('list', help='list the use cases and their settings')
-  run = commands.add_parser('run', help='run a use case pipeline')
-  run.add_argument('use_case')
-  run.add_argument('--data', help='input file (default: the bundled data of the use case)')
-  run.add_argument('--output', default='runs', help='output directory (default: runs/)')
-  run.add_argument('--runner', default='local', choices=['local'], help='where to run (default: local)')
-  run.add_argument('--set', dest='settings', action='append', default=[], metavar='KEY=VALUE',
-                   help='override a setting; see `list`')
+  _add_pipeline_arguments(commands.add_parser('run', help='run a use case pipeline'), ['local', 'dataflow', 'vertex'],
+                          'output directory (default: runs/)', 'runs')
+  _add_pipeline_arguments(commands.add_parser('compile', help='compile a pipeline for Vertex AI Pipelines'),
+                          ['vertex'], 'the pipeline spec file to write (.json or .yaml)', None)
   return parser
 
 
@@ -38,29 +61,103 @@ def _list() -> int:
   for use_case in registry.USE_CASES.values():
     print(f'{use_case.name}: {use_case.description}')
     print(f'  data: {os.path.relpath(use_case.default_data)} (columns: {", ".join(use_case.required_columns)})')
-    for key, value in use_case.settings.items():
+    for key, value in use_case.all_settings.items():
       print(f'  --set {key}={value}')
+  return 0
+
+
+def _cloud_config(args: argparse.Namespace, use_case_name: str):
+  """The CloudConfig from the flags, or UsageError naming what is missing."""
+  from pipelines import runners  # pylint: disable=g-import-not-at-top
+  needs = f'--runner {args.runner}' if args.runner != 'local' else 'bq:// input'
+  if not args.project:
+    raise registry.UsageError(f'{needs} needs --project (or GOOGLE_CLOUD_PROJECT)')
+  if not (args.temp_location or '').startswith('gs://'):
+    raise registry.UsageError(f'{needs} needs --temp-location gs://BUCKET/PATH (got {args.temp_location!r})')
+  bucket = args.temp_location[len('gs://'):].split('/')[0]
+  pipeline_root = args.pipeline_root or f'gs://{bucket}/tfx/{use_case_name}'
+  if args.runner != 'local' and not pipeline_root.startswith('gs://'):
+    raise registry.UsageError(f'--pipeline-root must be a gs:// folder for --runner {args.runner}')
+  return runners.CloudConfig(
+      project=args.project, region=args.region, temp_location=args.temp_location, pipeline_root=pipeline_root,
+      image=args.image or f'{args.region}-docker.pkg.dev/{args.project}/marketing-ml/tfx:latest',
+      service_account=args.service_account)
+
+
+def _beam_args(runner: str, settings, cloud, bigquery_input: bool) -> List[str]:
+  from pipelines import runners  # pylint: disable=g-import-not-at-top
+  if runner == 'dataflow' or (runner == 'vertex' and settings['vertex_beam'] == 'dataflow'):
+    return runners.dataflow_args(cloud, settings)
+  direct = runners.direct_runner_args(settings['beam_mode'], settings['beam_workers'])
+  return direct + (runners.bigquery_direct_args(cloud) if bigquery_input else [])
+
+
+def _check_credentials() -> None:
+  from pipelines import runners  # pylint: disable=g-import-not-at-top
+  problem = runners.google_credentials_problem()
+  if problem:
+    raise registry.UsageError(problem)
+
+
+def _pipeline(args: argparse.Namespace):
+  """(use case, settings, data URI, cloud config or None, output dir, pipeline) for run and compile."""
+  from pipelines import runners  # pylint: disable=g-import-not-at-top
+  use_case = registry.get(args.use_case)
+  settings = registry.resolve_settings(use_case, args.settings)
+  bigquery_input = bool(args.data) and bigquery.is_bigquery_uri(args.data)
+  if args.runner != 'local' and not args.data:
+    raise registry.UsageError(f'--runner {args.runner} needs --data gs://.../file.csv or bq://project.dataset.table')
+  data_uri = args.data or use_case.default_data
+  if '://' not in data_uri:
+    if args.runner != 'local':
+      raise registry.UsageError(f'--runner {args.runner} cannot read the local file {data_uri}: copy it to gs:// '
+                                'or load it into BigQuery and pass that as --data')
+    data_uri = os.path.abspath(data_uri)
+    registry.check_csv_header(data_uri, use_case.required_columns)
+  cloud = _cloud_config(args, use_case.name) if args.runner != 'local' or bigquery_input else None
+
+  output_dir = os.path.abspath(os.path.join(args.output, use_case.name)) if args.command == 'run' else None
+  metadata = None
+  if args.runner == 'local' or args.runner == 'dataflow':
+    metadata = runners.sqlite_metadata(os.path.join(output_dir, 'metadata.sqlite'))
+  pipeline_root = cloud.pipeline_root if args.runner != 'local' else os.path.join(output_dir, 'root')
+  try:
+    pipeline = use_case.create_pipeline(
+        pipeline_name=use_case.name, pipeline_root=pipeline_root, data_uri=data_uri,
+        serving_dir=os.path.join(pipeline_root if args.runner != 'local' else output_dir, 'serving_model'),
+        settings=settings, beam_pipeline_args=_beam_args(args.runner, settings, cloud, bigquery_input),
+        metadata_connection_config=metadata)
+  except bigquery.InvalidIdentifier as e:
+    raise registry.UsageError(str(e)) from None
+  return use_case, settings, data_uri, cloud, output_dir, pipeline
+
+
+def _compile(args: argparse.Namespace) -> int:
+  from pipelines import runners  # pylint: disable=g-import-not-at-top
+  _, _, _, cloud, _, pipeline = _pipeline(args)
+  spec = runners.compile_vertex(pipeline, cloud.image, args.output)
+  print(f'{args.use_case}: Vertex AI pipeline spec written to {spec} (image {cloud.image}, '
+        f'root {cloud.pipeline_root})')
   return 0
 
 
 def _run(args: argparse.Namespace) -> int:
   # Imported here so `list` and usage errors answer without loading TensorFlow.
   from pipelines import report, runners  # pylint: disable=g-import-not-at-top
+  use_case, settings, data_uri, cloud, output_dir, pipeline = _pipeline(args)
+  if cloud is not None:
+    _check_credentials()
+    if data_uri.startswith('gs://'):
+      registry.check_csv_header(data_uri, use_case.required_columns)
 
-  use_case = registry.get(args.use_case)
-  settings = registry.resolve_settings(use_case, args.settings)
-  data_path = os.path.abspath(args.data or use_case.default_data)
-  registry.check_csv_header(data_path, use_case.required_columns)
+  if args.runner == 'vertex':
+    spec = runners.compile_vertex(pipeline, cloud.image, os.path.join(output_dir, f'{use_case.name}_pipeline.json'))
+    job = runners.submit_vertex(spec, cloud, display_name=use_case.name)
+    report.write_submitted(use_case, output_dir, data_uri, settings, spec, job)
+    print(f'{use_case.name}: submitted to Vertex AI Pipelines as {job}; spec {spec}')
+    return 0
 
-  output_dir = os.path.abspath(os.path.join(args.output, use_case.name))
-  metadata_path = os.path.join(output_dir, 'metadata.sqlite')
-  pipeline = use_case.create_pipeline(
-      pipeline_name=use_case.name, pipeline_root=os.path.join(output_dir, 'root'), data_path=data_path,
-      serving_dir=os.path.join(output_dir, 'serving_model'), settings=settings,
-      beam_pipeline_args=runners.direct_runner_args(settings['beam_mode'], settings['beam_workers']),
-      metadata_connection_config=runners.sqlite_metadata(metadata_path))
-  logging.info('Running %s on %s with %s', use_case.name, data_path, settings)
-
+  logging.info('Running %s on %s with %s (runner %s)', use_case.name, data_uri, settings, args.runner)
   started = time.time()
   error = None
   try:
@@ -68,7 +165,8 @@ def _run(args: argparse.Namespace) -> int:
   except Exception as e:  # pylint: disable=broad-except
     error = f'{type(e).__name__}: {e}'
     logging.exception('Pipeline %s failed', use_case.name)
-  summary = report.write(use_case, output_dir, metadata_path, runner=args.runner, data_path=data_path,
+  metadata_path = os.path.join(output_dir, 'metadata.sqlite')
+  summary = report.write(use_case, output_dir, metadata_path, runner=args.runner, data_path=data_uri,
                          settings=settings, wall_seconds=time.time() - started, error=error)
   if error:
     print(f'{use_case.name} failed: {error.splitlines()[0]} (details above; summary in '
@@ -84,7 +182,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   args = _parser().parse_args(argv)
   logging.set_verbosity(logging.INFO)
   try:
-    return _list() if args.command == 'list' else _run(args)
+    return {'list': lambda _: _list(), 'run': _run, 'compile': _compile}[args.command](args)
   except registry.UsageError as e:
     print(f'error: {e}', file=sys.stderr)
     return EXIT_USAGE

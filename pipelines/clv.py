@@ -1,8 +1,8 @@
 """CLV pipeline: CDNOW-style transactions -> per-customer DNN of next-period spend, evaluated, pushed, scored.
 
-CsvExampleGen -> ExamplesBuilder(modules.clv.build_examples) -> StatisticsGen -> SchemaGen -> ExampleValidator
--> AnomaliesGate -> Transform -> Trainer -> Evaluator (vs latest blessed) -> Pusher -> BulkInferrer(score)
--> PredictionsExport, with BtydFit (lifetimes) beside the DNN: it adds its predictions to the eval and score
+CsvExampleGen (or BigQueryExampleGen) -> ExamplesBuilder(modules.clv.build_examples) -> StatisticsGen
+-> SchemaGen -> ExampleValidator -> AnomaliesGate -> Transform -> Trainer -> Evaluator (vs latest blessed)
+-> Pusher -> BulkInferrer(score) -> PredictionsExport, with BtydFit (lifetimes) beside the DNN: it adds its predictions to the eval and score
 examples, so the Evaluator scores DNN, BTYD and the training mean on the same customers in one TFMA run, and
 predictions.csv carries both models' predictions.
 """
@@ -10,13 +10,14 @@ import os
 from typing import Any, Callable, Dict, List
 
 from tfx import v1 as tfx
-from tfx.proto import example_gen_pb2
 
 from modules import clv as clv_module
 from pipelines.components.anomalies_gate import AnomaliesGate
 from pipelines.components.btyd import PARAMS_FILE, TIME_UNITS, BtydFit, examples_summary, load_fitted, read_examples
 from pipelines.components.examples_builder import ExamplesBuilder
 from pipelines.components.predictions_export import PredictionsExport
+from pipelines.example_gens import raw_example_gen
+from pipelines.report import ReportExtras
 from pipelines.runners import code_version
 
 MODULE = 'modules.clv'
@@ -38,11 +39,9 @@ SETTINGS: Dict[str, Any] = {
     'btyd_penalizer': 0.0,
     'btyd_time_unit': 'weeks',        # 'days' or 'weeks'
     'btyd_discount_rate': 0.0,        # annual; 0 makes BTYD's CLV comparable with the undiscounted label
-    'beam_mode': 'in_memory',         # DirectRunner: 'in_memory' or 'multi_processing'
-    'beam_workers': 0,                # 0 = one per core
 }
-SETTING_CHOICES = {'loss': ('mse', 'ziln'), 'beam_mode': ('in_memory', 'multi_processing'),
-                   'btyd_model': ('bgnbd', 'pnbd', 'mbgnbd'), 'btyd_time_unit': ('days', 'weeks')}
+SETTING_CHOICES = {'loss': ('mse', 'ziln'), 'btyd_model': ('bgnbd', 'pnbd', 'mbgnbd'),
+                   'btyd_time_unit': ('days', 'weeks')}
 BTYD_COLUMNS = ['btyd_clv', 'btyd_expected_purchases', 'btyd_p_alive', 'btyd_expected_spend']
 
 
@@ -52,11 +51,11 @@ def holdout_days(settings: Dict[str, Any]) -> int:
 
 
 def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any], predictions_csv: str,
-                 output_dir: str) -> Dict[str, str]:
+                 output_dir: str) -> ReportExtras:
   """BTYD outputs for the report: its params.json (fitted parameters, standard errors, log-likelihood), a
   P(alive) histogram over the scored customers and the expected purchases in the horizon over frequency x
   recency of the fitted purchase model, up to the largest frequency and T of the customers it was fitted on.
-  `artifact(node_id, output_key)` gives the run's MLMD artifacts. Returns {name: path}."""
+  `artifact(node_id, output_key)` gives the run's MLMD artifacts."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -91,18 +90,16 @@ def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any],
   plots['expected_purchases_matrix'] = os.path.join(output_dir, 'btyd_frequency_recency.png')
   plt.gcf().savefig(plots['expected_purchases_matrix'], dpi=100)
   plt.close('all')
-  return plots
+  return ReportExtras(outputs=plots)
 
 
-def create_pipeline(pipeline_name: str, pipeline_root: str, data_path: str, serving_dir: str,
+def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, serving_dir: str,
                     settings: Dict[str, Any], beam_pipeline_args: List[str],
                     metadata_connection_config=None) -> tfx.dsl.Pipeline:
-  """The CLV pipeline over the CSV file `data_path` (columns: REQUIRED_COLUMNS)."""
+  """The CLV pipeline over a CSV file (local or gs://) or a BigQuery table `bq://project.dataset.table`
+  with the columns REQUIRED_COLUMNS."""
   version = code_version(MODULE, 'pipelines.metrics')
-  example_gen = tfx.components.CsvExampleGen(
-      input_base=os.path.dirname(os.path.abspath(data_path)),
-      input_config=example_gen_pb2.Input(splits=[
-          example_gen_pb2.Input.Split(name='raw', pattern=os.path.basename(data_path))]))
+  example_gen = raw_example_gen(data_uri, REQUIRED_COLUMNS, settings['bq_column_map'])
 
   builder = ExamplesBuilder(
       raw_examples=example_gen.outputs['examples'], build_fn=f'{MODULE}.build_examples',

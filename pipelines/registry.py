@@ -12,6 +12,21 @@ class UsageError(ValueError):
   """A user error (unknown use case, bad setting, missing or malformed data): one line, exit code 2."""
 
 
+# Settings of every use case: where Beam runs and how a cloud run reads and scales.
+COMMON_SETTINGS: Dict[str, Any] = {
+    'beam_mode': 'in_memory',           # DirectRunner: 'in_memory' or 'multi_processing'
+    'beam_workers': 0,                  # DirectRunner workers; 0 = one per core
+    'bq_column_map': '',                # bq:// input: 'our_column:their_column,...' where the names differ
+    'dataflow_machine_type': 'n1-standard-4',
+    'dataflow_max_workers': 10,
+    'dataflow_disk_size_gb': 50,
+    'dataflow_worker_image': '',        # default: --image (the project's container image)
+    'dataflow_setup_file': '',          # instead of an image: a setup.py Dataflow installs on each worker
+    'vertex_beam': 'dataflow',          # on Vertex, Beam runs on 'dataflow' or 'direct' in the step's container
+}
+COMMON_SETTING_CHOICES = {'beam_mode': ('in_memory', 'multi_processing'), 'vertex_beam': ('dataflow', 'direct')}
+
+
 @dataclasses.dataclass(frozen=True)
 class UseCase:
   """Everything the CLI and the report need to know about one use case."""
@@ -24,9 +39,18 @@ class UseCase:
   setting_choices: Mapping[str, Tuple[str, ...]]
   # summary.json metrics name -> (TFMA model name, output name, metric-key prefix) in the Evaluator's result.
   reported_models: Mapping[str, Tuple[str, str, str]]
-  # (settings, artifact(node_id, output_key), predictions csv, output dir) -> {name: path} of extra outputs
-  # (PNG plots are shown in report.md)
-  report_extras: Optional[Callable[..., Dict[str, str]]] = None
+  # (settings, artifact(node_id, output_key), predictions csv, output dir) -> report.ReportExtras: extra
+  # outputs {name: path} (PNG plots are shown in report.md), metrics per model and data counts
+  report_extras: Optional[Callable[..., Any]] = None
+  # (metric key, title) rows of report.md's metrics table
+  reported_metrics: Sequence[Tuple[str, str]] = (
+      ('example_count', 'examples'), ('mean_absolute_error', 'MAE'), ('root_mean_squared_error', 'RMSE'),
+      ('normalized_gini', 'normalized Gini'), ('mean_prediction', 'mean prediction'), ('mean_label', 'mean label'))
+
+  @property
+  def all_settings(self) -> Dict[str, Any]:
+    """The use case's own settings followed by the settings every use case shares (COMMON_SETTINGS)."""
+    return {**self.settings, **COMMON_SETTINGS}
 
 
 USE_CASES: Dict[str, UseCase] = {
@@ -53,7 +77,7 @@ def get(name: str) -> UseCase:
 
 def resolve_settings(use_case: UseCase, assignments: List[str]) -> Dict[str, Any]:
   """Defaults overridden by `key=value` strings, each converted to the default's type."""
-  settings = dict(use_case.settings)
+  settings = use_case.all_settings
   for assignment in assignments:
     key, sep, text = assignment.partition('=')
     key = key.strip()
@@ -66,7 +90,7 @@ def resolve_settings(use_case: UseCase, assignments: List[str]) -> Dict[str, Any
       value = type(default)(text) if not isinstance(default, bool) else text.lower() in ('1', 'true', 'yes')
     except ValueError:
       raise UsageError(f'setting {key}={text!r} is not a valid {type(default).__name__}') from None
-    choices = use_case.setting_choices.get(key)
+    choices = {**COMMON_SETTING_CHOICES, **use_case.setting_choices}.get(key)
     if choices and value not in choices:
       raise UsageError(f'setting {key}={text!r} must be one of {", ".join(choices)}')
     settings[key] = value
@@ -74,11 +98,22 @@ def resolve_settings(use_case: UseCase, assignments: List[str]) -> Dict[str, Any
 
 
 def check_csv_header(path: str, required_columns: Sequence[str]) -> None:
-  """UsageError unless `path` is a readable CSV file whose header has every required column."""
-  if not os.path.isfile(path):
-    raise UsageError(f'data file not found: {path}')
-  with open(path, newline='') as f:
-    header = [column.strip() for column in f.readline().strip().split(',')]
+  """UsageError unless `path` (local or gs://) is a readable CSV file whose header has every required column."""
+  if '://' in path:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    exists, opener = tf.io.gfile.exists, tf.io.gfile.GFile
+  else:
+    exists, opener = os.path.isfile, open
+  try:
+    if not exists(path):
+      raise UsageError(f'data file not found: {path}')
+    with opener(path) as f:
+      header = [column.strip() for column in f.readline().strip().split(',')]
+  except UsageError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise UsageError(f'cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+                     ) from None
   missing = [column for column in required_columns if column not in header]
   if missing:
     raise UsageError(f'{path} lacks required column(s) {", ".join(missing)}; '

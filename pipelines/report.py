@@ -24,6 +24,16 @@ DECILE_PLOT = 'decile_plot.png'
 
 
 @dataclasses.dataclass
+class ReportExtras:
+  """What a use case's `report_extras` adds to the summary: output files by name (PNG plots are shown in
+  report.md), metrics per model merged into `metrics` (e.g. ranking metrics computed outside TFMA) and
+  counts merged into `data`."""
+  outputs: Dict[str, str] = dataclasses.field(default_factory=dict)
+  metrics: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
+  data: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
 class NodeRun:
   """One component's execution in the latest run: state, seconds and output artifacts by key."""
   state: str
@@ -199,8 +209,12 @@ def build_summary(use_case, nodes: Dict[str, NodeRun], output_dir: str, runner: 
     data['rows_scored'] = rows_scored
     outputs['predictions'] = predictions_path
     if use_case.report_extras:
-      outputs.update(use_case.report_extras(settings, lambda node_id, key: _output(nodes, node_id, key),
-                                           predictions_path, output_dir))
+      extras = use_case.report_extras(settings, lambda node_id, key: _output(nodes, node_id, key),
+                                      predictions_path, output_dir)
+      outputs.update(extras.outputs)
+      data.update(extras.data)
+      for model, values in extras.metrics.items():
+        metrics.setdefault(model, {}).update(values)
 
   return {
       'pipeline': use_case.name,
@@ -222,12 +236,7 @@ def build_summary(use_case, nodes: Dict[str, NodeRun], output_dir: str, runner: 
   }
 
 
-_REPORTED_METRICS = [('example_count', 'examples'), ('mean_absolute_error', 'MAE'),
-                     ('root_mean_squared_error', 'RMSE'), ('normalized_gini', 'normalized Gini'),
-                     ('mean_prediction', 'mean prediction'), ('mean_label', 'mean label')]
-
-
-def _markdown(summary: Dict[str, Any]) -> str:
+def _markdown(summary: Dict[str, Any], reported_metrics: List[Tuple[str, str]]) -> str:
   lines = [f'# {summary["pipeline"]}: {summary["status"]}', '',
            f'Runner: {summary["runner"]}; wall time {summary["wall_seconds"]:.0f} s.', '']
   if summary['error']:
@@ -243,9 +252,9 @@ def _markdown(summary: Dict[str, Any]) -> str:
   lines.append('')
   if summary['metrics']:
     models = list(summary['metrics'])
-    lines += ['## Holdout metrics (eval split, TFMA)', '', '| metric | ' + ' | '.join(models) + ' |',
+    lines += ['## Holdout metrics', '', '| metric | ' + ' | '.join(models) + ' |',
               '|---|' + '---|' * len(models)]
-    for key, title in _REPORTED_METRICS:
+    for key, title in reported_metrics:
       cells = [summary['metrics'][m].get(key) for m in models]
       lines.append(f'| {title} | ' + ' | '.join('n/a' if c is None else f'{c:.4g}' for c in cells) + ' |')
     lines.append('')
@@ -276,5 +285,22 @@ def write(use_case, output_dir: str, metadata_path: str, runner: str, data_path:
   with open(summary['outputs']['summary'], 'w') as f:
     json.dump(summary, f, indent=2, sort_keys=False, default=str)
   with open(summary['outputs']['report'], 'w') as f:
-    f.write(_markdown(summary))
+    f.write(_markdown(summary, list(use_case.reported_metrics)))
+  return summary
+
+
+def write_submitted(use_case, output_dir: str, data_path: str, settings: Dict[str, Any], spec_file: str,
+                    job_name: str) -> Dict[str, Any]:
+  """summary.json and report.md for a pipeline handed to Vertex AI Pipelines: its results live in Vertex's
+  ML Metadata and the pipeline root, so the summary says where the job and its spec are."""
+  os.makedirs(output_dir, exist_ok=True)
+  summary = {'pipeline': use_case.name, 'runner': 'vertex', 'status': 'submitted', 'error': None,
+             'vertex_job': job_name, 'data': {'path': data_path}, 'settings': settings,
+             'outputs': {'pipeline_spec': spec_file, 'summary': os.path.join(output_dir, 'summary.json'),
+                         'report': os.path.join(output_dir, 'report.md')}}
+  with open(summary['outputs']['summary'], 'w') as f:
+    json.dump(summary, f, indent=2, default=str)
+  with open(summary['outputs']['report'], 'w') as f:
+    f.write(f'# {use_case.name}: submitted to Vertex AI Pipelines\n\n- job: `{job_name}`\n'
+            f'- pipeline spec: `{spec_file}`\n- input: `{data_path}`\n')
   return summary

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from pipelines import registry
 from pipelines.__main__ import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,7 +29,7 @@ def test_list_names_clv_and_its_settings(capsys):
 
 
 @pytest.mark.parametrize('args, message', [
-    (('run', 'nope'), "error: unknown use case 'nope'; known: clv"),
+    (('run', 'nope'), f"error: unknown use case 'nope'; known: {', '.join(sorted(registry.USE_CASES))}"),
     (('run', 'clv', '--data', '/no/such/file.csv'), 'error: data file not found: /no/such/file.csv'),
     (('run', 'clv', '--set', 'no_such_key=1'), "error: unknown setting 'no_such_key' for clv"),
     (('run', 'clv', '--set', 'epochs=many'), "error: setting epochs='many' is not a valid int"),
@@ -51,5 +52,5 @@ def test_missing_column_exits_2(tmp_path, capsys):
 def test_python_m_pipelines_exits_2_on_unknown_use_case(tmp_path):
   result = _cli('run', 'nope', '--output', str(tmp_path))
   assert result.returncode == 2
-  assert _last_line(result.stderr) == "error: unknown use case 'nope'; known: clv"
+  assert _last_line(result.stderr) == f"error: unknown use case 'nope'; known: {', '.join(sorted(registry.USE_CASES))}"
   assert 'Traceback' not in result.stderr

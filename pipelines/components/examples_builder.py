@@ -33,7 +33,7 @@ REJECTED_HEADER = 'reason,record'
 
 class ExamplesBuildReport(types.Artifact):
   """Counts and rejected rows of one ExamplesBuilder run."""
-  TYPE_NAME = 'ExamplesBuildReport'
+  TYPE_NAME = 'marketing_ml.ExamplesBuildReport'  # namespace.Name: KFP v2 requires it
 
 
 class BuiltExamples(NamedTuple):

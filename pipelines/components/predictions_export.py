@@ -30,7 +30,7 @@ PREDICTIONS_PREFIX = 'predictions'
 
 class Predictions(types.Artifact):
   """Keyed prediction files (CSV shards) written by PredictionsExport."""
-  TYPE_NAME = 'Predictions'
+  TYPE_NAME = 'marketing_ml.Predictions'  # namespace.Name: KFP v2 requires it
 
 
 class PredictionsExportSpec(types.ComponentSpec):
