@@ -12,13 +12,13 @@ from typing import Any, Callable, Dict, List
 from tfx import v1 as tfx
 
 from modules import clv as clv_module
-from pipelines.components.anomalies_gate import AnomaliesGate
 from pipelines.components.btyd import PARAMS_FILE, TIME_UNITS, BtydFit, examples_summary, load_fitted, read_examples
 from pipelines.components.examples_builder import ExamplesBuilder
 from pipelines.components.predictions_export import PredictionsExport
 from pipelines.example_gens import raw_example_gen
 from pipelines.report import ReportExtras
 from pipelines.runners import code_version
+from pipelines import wiring
 
 MODULE = 'modules.clv'
 REQUIRED_COLUMNS = ['customer_id', 'date', 'quantity', 'amount']
@@ -106,42 +106,22 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
       params={k: settings[k] for k in ('threshold_date', 'predict_end', 'max_monetary', 'eval_percent', 'seed')},
       code_version=version)
 
-  statistics_gen = tfx.components.StatisticsGen(examples=builder.outputs['examples'])
-  schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs['statistics'],
-                                        exclude_splits=['eval', 'score'])
   # `score` has no label by design; it is checked against the schema by Transform's parser at scoring.
-  example_validator = tfx.components.ExampleValidator(
-      statistics=statistics_gen.outputs['statistics'], schema=schema_gen.outputs['schema'],
-      exclude_splits=['score'])
-  anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs['anomalies'])
+  validation = wiring.data_validation(builder.outputs['examples'], schema_exclude_splits=['eval', 'score'],
+                                      validation_exclude_splits=['score'])
 
-  transform = tfx.components.Transform(
-      examples=builder.outputs['examples'], schema=schema_gen.outputs['schema'],
-      preprocessing_fn=f'{MODULE}.preprocessing_fn',
-      splits_config=tfx.proto.SplitsConfig(analyze=['train'], transform=['train', 'eval']),
-      custom_config={'code_version': version})
-  transform.add_upstream_node(anomalies_gate)
+  transform = wiring.transform(MODULE, builder.outputs['examples'], validation, version)
 
-  trainer = tfx.components.Trainer(
-      run_fn=f'{MODULE}.run_fn',
-      examples=transform.outputs['transformed_examples'],
-      transform_graph=transform.outputs['transform_graph'],
-      schema=schema_gen.outputs['schema'],
-      train_args=tfx.proto.TrainArgs(splits=['train']),
-      eval_args=tfx.proto.EvalArgs(splits=['eval']),
-      custom_config={**{k: settings[k] for k in ('seed', 'loss', 'hidden_units', 'dropout', 'learning_rate',
-                                                   'batch_size', 'epochs')}, 'code_version': version})
+  trainer = wiring.trainer(MODULE, transform, validation.schema,
+                           {k: settings[k] for k in ('seed', 'loss', 'hidden_units', 'dropout', 'learning_rate',
+                                                     'batch_size', 'epochs')}, version)
 
   btyd = BtydFit(examples=builder.outputs['examples'], model_type=settings['btyd_model'],
                  penalizer_coef=settings['btyd_penalizer'], time_unit=settings['btyd_time_unit'],
                  horizon_days=float(holdout_days(settings)), annual_discount_rate=settings['btyd_discount_rate'],
                  fit_split='train')
 
-  latest_blessed = tfx.dsl.Resolver(
-      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-  ).with_id('latest_blessed_model_resolver')
+  latest_blessed = wiring.latest_blessed_model()
 
   evaluator = tfx.components.Evaluator(
       examples=btyd.outputs['predictions'], model=trainer.outputs['model'],
@@ -149,10 +129,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
       eval_config=clv_module.eval_config(settings['max_mae_increase']),
       example_splits=['eval'])
 
-  pusher = tfx.components.Pusher(
-      model=trainer.outputs['model'], model_blessing=evaluator.outputs['blessing'],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_dir)))
+  push = wiring.pusher(trainer.outputs['model'], evaluator.outputs['blessing'], serving_dir)
 
   bulk_inferrer = tfx.components.BulkInferrer(
       examples=btyd.outputs['predictions'], model=trainer.outputs['model'],
@@ -166,7 +143,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name, pipeline_root=pipeline_root,
-      components=[example_gen, builder, statistics_gen, schema_gen, example_validator, anomalies_gate,
-                  transform, trainer, btyd, latest_blessed, evaluator, pusher, bulk_inferrer, export],
+      components=[example_gen, builder, *validation, transform, trainer, btyd, latest_blessed, evaluator, push,
+                  bulk_inferrer, export],
       enable_cache=True, metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)

@@ -3,7 +3,7 @@ import dataclasses
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from pipelines import clv
+from pipelines import attribution, clv, sales_forecast
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,6 +65,28 @@ USE_CASES: Dict[str, UseCase] = {
         reported_models={'dnn': ('candidate', 'predicted_value', ''), 'btyd': ('candidate', 'predicted_value', 'btyd'),
                          'baseline': ('candidate', 'mean_baseline', '')},
         report_extras=clv.report_extras),
+    'attribution': UseCase(
+        name='attribution',
+        description='Campaign attribution: attention RNN over journeys vs last touch, linear, Markov, ...',
+        create_pipeline=attribution.create_pipeline,
+        default_data=attribution.DEFAULT_DATA,
+        required_columns=attribution.REQUIRED_COLUMNS,
+        settings=attribution.SETTINGS,
+        setting_choices=attribution.SETTING_CHOICES,
+        reported_models=attribution.REPORTED_MODELS,
+        report_extras=attribution.report_extras,
+        reported_metrics=attribution.REPORTED_METRICS),
+    'sales_forecast': UseCase(
+        name='sales_forecast',
+        description='Sales forecast: masked GRU of next-month bottles per item vs naive, seasonal naive, moving avg',
+        create_pipeline=sales_forecast.create_pipeline,
+        default_data=os.path.join(REPO_ROOT, 'data', 'sales_forecast', 'sales.csv'),
+        required_columns=sales_forecast.REQUIRED_COLUMNS,
+        settings=sales_forecast.SETTINGS,
+        setting_choices=sales_forecast.SETTING_CHOICES,
+        reported_models=sales_forecast.REPORTED_MODELS,
+        report_extras=sales_forecast.report_extras,
+        reported_metrics=sales_forecast.REPORTED_METRICS),
 }
 
 

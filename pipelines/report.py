@@ -250,8 +250,11 @@ def _markdown(summary: Dict[str, Any], reported_metrics: List[Tuple[str, str]]) 
   if 'rows_scored' in data:
     lines.append(f'- rows scored: {data["rows_scored"]}')
   lines.append('')
-  if summary['metrics']:
-    models = list(summary['metrics'])
+  # Models with plain-number metrics form the table; nested entries (e.g. per-campaign attribution) are
+  # written by the use case's own report extras.
+  models = [m for m, values in summary['metrics'].items()
+            if all(isinstance(v, (int, float)) for v in values.values())]
+  if models:
     lines += ['## Holdout metrics', '', '| metric | ' + ' | '.join(models) + ' |',
               '|---|' + '---|' * len(models)]
     for key, title in reported_metrics:

@@ -48,6 +48,7 @@ class ExamplesBuilderSpec(types.ComponentSpec):
       'build_fn': ExecutionParameter(type=str),
       'params': ExecutionParameter(type=str),
       'code_version': ExecutionParameter(type=str, optional=True),
+      'max_rejected_fraction': ExecutionParameter(type=float, optional=True),
   }
   INPUTS = {'raw_examples': ChannelParameter(type=standard_artifacts.Examples)}
   OUTPUTS = {
@@ -100,6 +101,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
     counts = beam_io.read_counts(report.uri)
     logging.info('ExamplesBuilder counts: %s', counts)
+    check_rejected_fraction(counts, exec_properties.get('max_rejected_fraction'))
     empty = [split for split in built.splits if not counts.get(f'examples/{split}')]
     if empty:
       raise ValueError(f'build_examples produced no examples for split(s) {empty}: rows read '
@@ -109,6 +111,19 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       report.set_int_custom_property(name, value)
 
 
+def check_rejected_fraction(counts: Dict[str, int], max_rejected_fraction: Optional[float]) -> None:
+  """Raises ValueError naming the counts by reason when rejected rows / rows in exceeds the limit (None: none)."""
+  if max_rejected_fraction is None:
+    return
+  skipped = beam_io.counts_under(counts, 'skipped')
+  rows_in = counts.get('rows_in', 0)
+  fraction = sum(skipped.values()) / rows_in if rows_in else 0.0
+  if fraction > max_rejected_fraction:
+    raise ValueError(f'{sum(skipped.values())} of {rows_in} rows rejected ({fraction:.2%}), more than '
+                     f'max_rejected_fraction {max_rejected_fraction:.2%}: '
+                     + ', '.join(f'{reason} {count}' for reason, count in sorted(skipped.items())))
+
+
 class ExamplesBuilder(base_beam_component.BaseBeamComponent):
   """Builds model Examples from raw Examples with a module function (see module docstring)."""
 
@@ -116,11 +131,12 @@ class ExamplesBuilder(base_beam_component.BaseBeamComponent):
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
   def __init__(self, raw_examples: types.BaseChannel, build_fn: str, params: Dict[str, Any],
-               code_version: str = ''):
+               code_version: str = '', max_rejected_fraction: Optional[float] = None):
     """Args: raw_examples (ExampleGen output), build_fn (dotted path of build_examples), params (JSON-able),
-    code_version (a hash of the module code, so a code change invalidates the cache)."""
+    code_version (a hash of the module code, so a code change invalidates the cache), max_rejected_fraction
+    (fail the run when rejected rows / rows in exceeds it; None: no limit)."""
     super().__init__(spec=ExamplesBuilderSpec(
         raw_examples=raw_examples, build_fn=build_fn, params=json.dumps(params, sort_keys=True),
-        code_version=code_version,
+        code_version=code_version, max_rejected_fraction=max_rejected_fraction,
         examples=types.Channel(type=standard_artifacts.Examples),
         report=types.Channel(type=ExamplesBuildReport)))

@@ -1,0 +1,72 @@
+"""Throughput of modules.attribution.build_examples (impressions -> padded journeys) in impressions per second.
+
+Impressions come from the bundled simulator (data/attribution/simulate.py) with as many users as it takes to
+reach each size; they are handed to build_examples as dict rows (as ExamplesBuilder does after reading them) on
+the Beam DirectRunner, and every output (journeys per split, rejected rows) is counted, so all of it runs.
+
+Run: TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/attribution_build_examples.py [--sizes 100000,1000000]
+     [--beam-mode in_memory|multi_processing] [--workers N]
+"""
+import argparse
+import os
+import sys
+import time
+from typing import Dict, List
+
+import apache_beam as beam
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, 'data', 'attribution'))
+from modules import attribution  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pipelines import runners  # pylint: disable=g-import-not-at-top,wrong-import-position
+import simulate  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+DAYS = 28
+
+
+def impressions(size: int, seed: int) -> List[Dict[str, object]]:
+  """About `size` simulated impression rows (users scaled from the bundled data's impressions per user)."""
+  names, rates, effects = zip(*simulate.CAMPAIGNS)
+  per_user = sum(rates) * DAYS
+  drawn, uniforms = simulate.draw(int(size / per_user) + 1, DAYS, rates, seed)
+  _, converted_after = simulate.simulate(drawn, uniforms, effects, simulate.BASE_LOGIT, simulate.TAU_DAYS)
+  order = np.argsort(drawn.time, kind='stable')[:size]
+  return [{'uid': f'u{drawn.user[i]:07d}', 'timestamp': simulate.EPOCH + int(drawn.time[i]),
+           'campaign': names[drawn.campaign[i]], 'conversion': int(converted_after[i])} for i in order]
+
+
+def run(rows: List[Dict[str, object]], beam_args: List[str]) -> Dict[str, int]:
+  """build_examples over the rows; returns the output counts by split and rejected (Beam counters)."""
+  pipeline = beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(beam_args))
+  built = attribution.build_examples(pipeline | beam.Create(rows, reshuffle=False), {'journey_max_length': 10})
+  for name, collection in dict(built.splits, rejected=built.rejected).items():
+    counter = beam.metrics.Metrics.counter('benchmark', name)
+    _ = collection | f'Count[{name}]' >> beam.Map(lambda _, c=counter: c.inc())
+  result = pipeline.run()
+  result.wait_until_finish()
+  return {m.key.metric.name: m.committed for m in result.metrics().query()['counters']}
+
+
+def main() -> None:
+  """Prints impressions/s for each size."""
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--sizes', default='100000,1000000')
+  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--beam-mode', default='in_memory', choices=runners.BEAM_MODES)
+  parser.add_argument('--workers', type=int, default=0)
+  args = parser.parse_args()
+  for size in [int(s) for s in args.sizes.split(',')]:
+    rows = impressions(size, args.seed)
+    start = time.perf_counter()
+    counts = run(rows, runners.direct_runner_args(args.beam_mode, args.workers))
+    seconds = time.perf_counter() - start
+    journeys = sum(counts.get(s, 0) for s in ('train', 'eval', 'test'))
+    print(f'{len(rows):>9,} impressions -> {journeys:,} journeys ({counts.get("converting", 0):,} converting, '
+          f'{counts.get("rejected", 0):,} touches truncated) in {seconds:.1f} s: {len(rows) / seconds:,.0f} '
+          f'impressions/s ({args.beam_mode})')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,376 @@
+"""Attribution module file: journeys from impressions, the campaign vocabulary, the attention RNN, its evaluation.
+
+Read top to bottom: build_examples (Beam, used by ExamplesBuilder) -> preprocessing_fn (Transform)
+-> run_fn (Trainer) -> eval_config (Evaluator).
+
+Input rows: uid, timestamp (epoch seconds), campaign (any string), conversion (0/1: a conversion followed this
+impression). Per uid, impressions in time order form journeys; a conversion closes one. A journey longer than
+`journey_max_length` keeps its last touches (those nearest the conversion); the dropped ones are counted. Every
+journey is padded to `journey_max_length` with a mask.
+"""
+import hashlib
+import math
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+import tensorflow_transform as tft
+import tf_keras as keras
+from absl import logging
+from google.protobuf import wrappers_pb2
+from tfx_bsl.public import tfxio
+
+from pipelines.components.examples_builder import BuiltExamples
+
+KEY = 'journey_id'
+LABEL = 'converted'
+CAMPAIGNS = 'campaigns'
+MASK = 'mask'
+POSITION = 'position'
+HOURS = 'hours_before_end'
+PAD_CAMPAIGN = ''
+# Transform outputs
+CAMPAIGN_INDEX = 'campaign_index'  # 0 = padding, 1..V = vocabulary order, V + 1 = campaign not in the vocabulary
+LOG_HOURS = 'log_hours_before_end'
+VOCABULARY = 'campaign'
+# Model outputs
+PREDICTION = 'conversion_probability'
+LR_PREDICTION = 'lr_probability'  # logistic regression on campaign counts: the practitioner's baseline
+ATTENTION = 'attention_weights'
+ATTENTION_SIGNATURE = 'attention'
+SPLITS = (('train', 80), ('eval', 90), ('test', 100))  # cumulative percent of the journey-id hash
+CONVERTING_SPLIT = 'converting'  # every converting journey (of all splits), for attention and the report
+
+Touch = Tuple[int, str, int]  # (timestamp, campaign, conversion)
+
+
+# ---------------------------------------------------------------------------------------------------
+# build_examples: impressions -> padded journeys (train / eval / test, + converting) and rejected rows
+# ---------------------------------------------------------------------------------------------------
+
+def parse_impression(row: Dict[str, Any]) -> Tuple[Optional[Tuple[str, Touch]], Optional[str]]:
+  """Returns ((uid, (timestamp, campaign, conversion)), None) or (None, reason). Accepts numbers or strings
+  (BigQuery gives every column as a string): timestamp an integer number of seconds, conversion 0/1/true/false."""
+  uid = row.get('uid')
+  if uid is None or str(uid).strip() == '':
+    return None, 'missing_uid'
+  campaign = row.get('campaign')
+  if campaign is None or str(campaign).strip() == '':
+    return None, 'missing_campaign'
+  try:
+    timestamp = float(str(row.get('timestamp')).strip())
+  except ValueError:
+    return None, 'unparsable_timestamp'
+  if not math.isfinite(timestamp) or timestamp != int(timestamp):
+    return None, 'unparsable_timestamp'
+  conversion = {'0': 0, '1': 1, '0.0': 0, '1.0': 1, 'false': 0, 'true': 1}.get(
+      str(row.get('conversion')).strip().lower())
+  if conversion is None:
+    return None, 'unparsable_conversion'
+  return (str(uid).strip(), (int(timestamp), str(campaign).strip(), conversion)), None
+
+
+def journeys(uid: str, touches: Iterable[Touch], max_length: int) -> Iterator[Tuple[Dict[str, Any], List[Touch]]]:
+  """The journeys of one user: (example, touches dropped by truncation), in time order.
+
+  A conversion closes a journey (`converted` 1); impressions after the last conversion form a journey with
+  `converted` 0. Ties in time put a converting impression last. conversion_id numbers the user's journeys
+  from 0; journey_id = '<uid>/<conversion_id>'. Only the last `max_length` touches are kept; `position` is each
+  kept touch's index in the whole journey, `hours_before_end` its hours before the journey's last touch.
+  """
+  current: List[Touch] = []
+  conversion_id = 0
+  for touch in sorted(touches, key=lambda t: (t[0], t[2], t[1])):
+    current.append(touch)
+    if touch[2]:
+      yield _journey(uid, conversion_id, current, max_length, converted=1)
+      current, conversion_id = [], conversion_id + 1
+  if current:
+    yield _journey(uid, conversion_id, current, max_length, converted=0)
+
+
+def _journey(uid: str, conversion_id: int, touches: List[Touch], max_length: int,
+             converted: int) -> Tuple[Dict[str, Any], List[Touch]]:
+  kept, dropped = touches[-max_length:], touches[:-max_length]
+  padding = max_length - len(kept)
+  end = kept[-1][0]
+  example = {
+      KEY: f'{uid}/{conversion_id}', 'uid': uid, 'conversion_id': conversion_id, LABEL: converted,
+      'journey_length': len(kept), 'touches': len(touches), 'end_timestamp': end,
+      CAMPAIGNS: [t[1] for t in kept] + [PAD_CAMPAIGN] * padding,
+      MASK: [1] * len(kept) + [0] * padding,
+      POSITION: list(range(len(dropped), len(touches))) + [-1] * padding,
+      HOURS: [(end - t[0]) / 3600.0 for t in kept] + [0.0] * padding,
+  }
+  return example, dropped
+
+
+def assign_split(journey_id: str) -> str:
+  """'train', 'eval' or 'test' (80/10/10) by a stable hash of the journey id."""
+  bucket = int(hashlib.md5(journey_id.encode('utf-8')).hexdigest(), 16) % 100
+  return next(name for name, upper in SPLITS if bucket < upper)
+
+
+class _UserJourneys(beam.DoFn):
+  """(uid, touches) -> journeys in their split (and in `converting`), truncated touches as rejected rows."""
+
+  def __init__(self, max_length: int):
+    self._max_length = max_length
+
+  def process(self, element):
+    uid, touches = element
+    for example, dropped in journeys(uid, touches, self._max_length):
+      for timestamp, campaign, conversion in dropped:
+        yield beam.pvalue.TaggedOutput('rejected', {
+            'reason': 'truncated_beyond_journey_max_length',
+            'record': {'uid': uid, 'timestamp': timestamp, 'campaign': campaign, 'conversion': conversion,
+                       KEY: example[KEY]}})
+      yield beam.pvalue.TaggedOutput(assign_split(example[KEY]), example)
+      if example[LABEL]:
+        yield beam.pvalue.TaggedOutput(CONVERTING_SPLIT, example)
+
+
+def _parse_or_reject(row: Dict[str, Any]):
+  parsed, reason = parse_impression(row)
+  if reason:
+    yield beam.pvalue.TaggedOutput('rejected', {'reason': reason, 'record': row})
+  else:
+    yield parsed
+
+
+def build_examples(rows: beam.PCollection, params: Dict[str, Any]) -> BuiltExamples:
+  """Impressions -> one example per journey, padded to params['journey_max_length'].
+
+  Splits train/eval/test (80/10/10 by journey-id hash) and `converting` (every converting journey again).
+  Rejects: missing_uid, missing_campaign, unparsable_timestamp, unparsable_conversion (rows) and
+  truncated_beyond_journey_max_length (touches a long journey dropped, with its journey_id).
+  """
+  parsed = rows | 'Parse' >> beam.FlatMap(_parse_or_reject).with_outputs('rejected', main='valid')
+  split_names = [name for name, _ in SPLITS] + [CONVERTING_SPLIT]
+  built = (parsed.valid
+           | 'GroupByUser' >> beam.GroupByKey()
+           | 'Journeys' >> beam.ParDo(_UserJourneys(int(params['journey_max_length']))).with_outputs(
+               *split_names, 'rejected'))
+  rejected = (parsed.rejected, built.rejected) | 'FlattenRejected' >> beam.Flatten()
+  return BuiltExamples(splits={name: built[name] for name in split_names}, rejected=rejected)
+
+
+# ---------------------------------------------------------------------------------------------------
+# preprocessing_fn (Transform): the campaign vocabulary is an asset of the transform graph
+# ---------------------------------------------------------------------------------------------------
+
+def preprocessing_fn(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """campaign_index (0 padding, 1..V vocabulary, V + 1 unknown campaign) from a TFT vocabulary of the real touches,
+  log1p of the hours before the journey's end, the mask, the key and the label."""
+  mask = tf.cast(inputs[MASK], tf.int64)
+  # Sparse over the real touches only, so the padding value never enters the vocabulary.
+  real = tf.sparse.from_dense(tf.where(mask > 0, inputs[CAMPAIGNS], PAD_CAMPAIGN))
+  index = tft.compute_and_apply_vocabulary(real, num_oov_buckets=1, vocab_filename=VOCABULARY)
+  dense_index = tf.sparse.to_dense(index, default_value=-1)
+  outputs = {
+      CAMPAIGN_INDEX: tf.where(mask > 0, dense_index + 1, 0),
+      LOG_HOURS: tf.math.log1p(tf.maximum(tf.cast(inputs[HOURS], tf.float32), 0.0)) * tf.cast(mask, tf.float32),
+      MASK: mask,
+      KEY: tf.reshape(inputs[KEY], [-1]),  # not a model input: orders the training data
+  }
+  if LABEL in inputs:
+    outputs[LABEL] = tf.reshape(tf.cast(inputs[LABEL], tf.float32), [-1, 1])
+  return outputs
+
+
+# ---------------------------------------------------------------------------------------------------
+# run_fn (Trainer): embedding -> masked GRU -> additive attention -> sigmoid, and the counts LR baseline
+# ---------------------------------------------------------------------------------------------------
+
+class MaskedAdditiveAttention(keras.layers.Layer):
+  """Additive (Bahdanau) attention over positions: score_i = v . tanh(W h_i + b); softmax over the real
+  positions only (padded ones get exactly zero weight). Returns (context [B, units_in], weights [B, L])."""
+
+  def __init__(self, units: int, **kwargs):
+    super().__init__(**kwargs)
+    self.units = units
+    self.project = keras.layers.Dense(units, activation='tanh')
+    self.score = keras.layers.Dense(1, use_bias=False)
+
+  def call(self, states, mask=None):  # pylint: disable=arguments-differ
+    scores = tf.squeeze(self.score(self.project(states)), -1)
+    real = tf.ones_like(scores, tf.bool) if mask is None else tf.cast(mask, tf.bool)
+    scores = tf.where(real, scores, tf.fill(tf.shape(scores), -1e9))
+    weights = tf.nn.softmax(scores, axis=-1) * tf.cast(real, scores.dtype)
+    weights = weights / tf.maximum(tf.reduce_sum(weights, axis=-1, keepdims=True), 1e-12)
+    return tf.reduce_sum(weights[..., None] * states, axis=1), weights
+
+  def compute_mask(self, inputs, mask=None):
+    return None
+
+  def get_config(self):
+    return {**super().get_config(), 'units': self.units}
+
+
+def build_model(vocabulary_size: int, max_length: int, embedding_dim: int, rnn_units: int,
+                attention_units: int) -> keras.Model:
+  """Inputs campaign_index and log_hours_before_end [B, L] -> {'logit': [B, 1], 'attention': [B, L]}."""
+  index = keras.Input(shape=(max_length,), dtype=tf.int64, name=CAMPAIGN_INDEX)
+  hours = keras.Input(shape=(max_length,), dtype=tf.float32, name=LOG_HOURS)
+  mask = keras.layers.Lambda(lambda x: tf.greater(x, 0), name='mask')(index)
+  embedded = keras.layers.Embedding(vocabulary_size + 2, embedding_dim, name='campaign_embedding')(index)
+  hours_column = keras.layers.Reshape((max_length, 1))(hours)
+  states = keras.layers.GRU(rnn_units, return_sequences=True, name='gru')(
+      keras.layers.Concatenate()([embedded, hours_column]), mask=mask)
+  context, weights = MaskedAdditiveAttention(attention_units, name='attention')(states, mask=mask)
+  logit = keras.layers.Dense(1, name='logit')(context)
+  return keras.Model(inputs={CAMPAIGN_INDEX: index, LOG_HOURS: hours},
+                     outputs={'logit': logit, 'attention': weights})
+
+
+def campaign_counts(index: tf.Tensor, vocabulary_size: int) -> tf.Tensor:
+  """[B, vocabulary_size + 1] touches per campaign (vocabulary order, unknown campaigns last; padding left out)."""
+  return tf.reduce_sum(tf.one_hot(index, vocabulary_size + 2)[:, :, 1:], axis=1)
+
+
+def build_logistic_regression(vocabulary_size: int, max_length: int) -> keras.Model:
+  """Logistic regression on campaign counts: campaign_index [B, L] -> logit [B, 1]."""
+  index = keras.Input(shape=(max_length,), dtype=tf.int64, name=CAMPAIGN_INDEX)
+  counts = keras.layers.Lambda(lambda x: campaign_counts(x, vocabulary_size), name='counts')(index)
+  return keras.Model(index, keras.layers.Dense(1, name='lr_logit')(counts))
+
+
+def oversampled(labels: np.ndarray, positive_ratio: float, seed: int) -> Tuple[np.ndarray, float]:
+  """Row indices with the converting rows repeated until they are `positive_ratio` of the rows (never fewer
+  than once each; 0 or a ratio already met: no change), and the factor the converting rows were repeated by."""
+  positives = np.flatnonzero(labels > 0.5)
+  negatives = np.flatnonzero(labels <= 0.5)
+  wanted = int(round(positive_ratio * len(negatives) / (1.0 - positive_ratio))) if positive_ratio > 0 else 0
+  if not len(positives) or wanted <= len(positives):
+    return np.arange(len(labels)), 1.0
+  copies, extra = divmod(wanted, len(positives))
+  chosen = np.random.default_rng(seed).choice(positives, size=extra, replace=False)
+  rows = np.sort(np.concatenate([negatives] + [positives] * copies + [chosen]))
+  return rows, wanted / len(positives)
+
+
+def transformed_split(file_pattern: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput
+                      ) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+  """A transformed split in memory, in journey-id order, without the key: (features, labels).
+
+  Key order makes training independent of the order Beam wrote the files in."""
+  dataset = data_accessor.tf_dataset_factory(
+      file_pattern, tfxio.TensorFlowDatasetOptions(batch_size=4096, label_key=LABEL, shuffle=False, num_epochs=1),
+      tf_transform_output.transformed_metadata.schema)
+  batches = list(dataset.as_numpy_iterator())
+  features = {name: np.concatenate([batch[name] for batch, _ in batches]) for name in batches[0][0]}
+  labels = np.concatenate([label for _, label in batches]).reshape(-1)
+  order = np.argsort(features.pop(KEY), kind='stable')
+  return {name: values[order] for name, values in features.items()}, labels[order]
+
+
+def _serving_signatures(model: keras.Model, lr_model: keras.Model, tf_transform_output: tft.TFTransformOutput,
+                        logit_correction: float) -> Dict[str, Any]:
+  """serving_default: serialized raw tf.Examples -> conversion_probability and lr_probability;
+  attention: -> conversion_probability and attention_weights [B, L] (zero at padded positions).
+  logit_correction undoes the oversampling's shift of the odds (prior correction), so probabilities are
+  calibrated to the real conversion rate."""
+  model.tft_layer = tf_transform_output.transform_features_layer()
+  model.lr_model = lr_model
+  raw_feature_spec = tf_transform_output.raw_feature_spec()
+  raw_feature_spec.pop(LABEL)
+  examples = tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')
+
+  def predict(serialized_examples):
+    transformed = model.tft_layer(tf.io.parse_example(serialized_examples, raw_feature_spec))
+    outputs = model({CAMPAIGN_INDEX: transformed[CAMPAIGN_INDEX], LOG_HOURS: transformed[LOG_HOURS]})
+    probability = tf.sigmoid(tf.reshape(outputs['logit'], [-1]) + logit_correction)
+    return transformed, probability, outputs['attention']
+
+  @tf.function(input_signature=[examples])
+  def serve(serialized_examples):
+    transformed, probability, _ = predict(serialized_examples)
+    lr_probability = tf.sigmoid(tf.reshape(model.lr_model(transformed[CAMPAIGN_INDEX]), [-1]))
+    return {PREDICTION: probability, LR_PREDICTION: lr_probability}
+
+  @tf.function(input_signature=[examples])
+  def attention(serialized_examples):
+    _, probability, weights = predict(serialized_examples)
+    return {PREDICTION: probability, ATTENTION: weights}
+
+  return {'serving_default': serve, ATTENTION_SIGNATURE: attention}
+
+
+def run_fn(fn_args) -> None:
+  """Trains the attention RNN (converting journeys oversampled to `positive_ratio` of the training input only)
+  and the logistic regression on campaign counts (plain training data), and saves both in one Keras-2
+  SavedModel with the signatures serving_default and attention."""
+  config = fn_args.custom_config
+  seed = int(config['seed'])
+  keras.utils.set_random_seed(seed)
+  tf.config.experimental.enable_op_determinism()
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  vocabulary_size = tf_transform_output.vocabulary_size_by_name(VOCABULARY)
+  max_length = int(config['journey_max_length'])
+  features, labels = transformed_split(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
+  eval_features, eval_labels = transformed_split(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
+  inputs = [CAMPAIGN_INDEX, LOG_HOURS]
+  rows, factor = oversampled(labels, float(config['positive_ratio']), seed)
+  logging.info('Training on %d journeys (%d converting, repeated x%.2f to %d of %d rows), %d campaigns',
+               len(labels), int(labels.sum()), factor, int(labels[rows].sum()), len(rows), vocabulary_size)
+  batch_size = int(config['batch_size'])
+  train = (tf.data.Dataset.from_tensor_slices(({k: features[k][rows] for k in inputs}, labels[rows]))
+           .shuffle(len(rows), seed=seed, reshuffle_each_iteration=True).batch(batch_size))
+  validation = tf.data.Dataset.from_tensor_slices(({k: eval_features[k] for k in inputs}, eval_labels)).batch(4096)
+
+  model = build_model(vocabulary_size, max_length, int(config['embedding_dim']), int(config['rnn_units']),
+                      int(config['attention_units']))
+  trainable = keras.Model(model.inputs, model.get_layer('logit').output)
+  trainable.compile(optimizer=keras.optimizers.Adam(float(config['learning_rate'])),
+                    loss=keras.losses.BinaryCrossentropy(from_logits=True))
+  trainable.fit(train, epochs=int(config['epochs']), validation_data=validation, verbose=2)
+
+  lr_model = build_logistic_regression(vocabulary_size, max_length)
+  lr_model.compile(optimizer=keras.optimizers.Adam(0.05), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+  lr_train = (tf.data.Dataset.from_tensor_slices((features[CAMPAIGN_INDEX], labels))
+              .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).batch(batch_size))
+  lr_model.fit(lr_train, epochs=int(config['lr_epochs']), verbose=2)
+  model.save(fn_args.serving_model_dir, save_format='tf',
+             signatures=_serving_signatures(model, lr_model, tf_transform_output, -math.log(factor)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# eval_config (Evaluator): the RNN and the counts LR on the same test journeys
+# ---------------------------------------------------------------------------------------------------
+
+def _classification_metrics() -> List[tfma.MetricConfig]:
+  return [tfma.MetricConfig(class_name=name) for name in (
+      'ExampleCount', 'AUC', 'AUCPrecisionRecall', 'BinaryCrossentropy', 'Calibration', 'MeanLabel',
+      'MeanPrediction')]
+
+
+def eval_config(min_auc: float, max_auc_decrease: float) -> tfma.EvalConfig:
+  """AUC, PR-AUC, log loss (binary cross-entropy), calibration (mean prediction / mean label) of the RNN and
+  of the logistic regression on campaign counts, on the same test journeys.
+
+  Blessing (on conversion_probability): AUC at least `min_auc`, and at most `max_auc_decrease` (absolute)
+  below the latest blessed model's on the same journeys.
+  """
+  gated = _classification_metrics()
+  for metric in gated:
+    if metric.class_name == 'AUC':
+      metric.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()], threshold=tfma.MetricThreshold(
+          value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_auc}),
+          change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                                       absolute={'value': -max_auc_decrease})))
+  label_keys = {PREDICTION: LABEL, LR_PREDICTION: LABEL}
+  return tfma.EvalConfig(
+      model_specs=[
+          tfma.ModelSpec(name='candidate', signature_name='serving_default', label_keys=label_keys),
+          tfma.ModelSpec(name='baseline', signature_name='serving_default', label_keys=label_keys,
+                         is_baseline=True),
+      ],
+      slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=['journey_length'])],
+      options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
+      metrics_specs=[
+          tfma.MetricsSpec(metrics=gated, output_names=[PREDICTION]),
+          tfma.MetricsSpec(metrics=_classification_metrics(), output_names=[LR_PREDICTION],
+                           model_names=['candidate']),
+      ])

@@ -1,0 +1,206 @@
+"""CampaignReport: per-journey attention (BulkInferrer, `attention` signature) -> per-campaign attribution,
+next to the classic baselines on the same journeys and, where given, the ground truth.
+
+Reads the converting journeys' PredictionLogs (each carries its input tf.Example: campaigns, mask, hours before
+the end) and every journey of the ExamplesBuilder's train/eval/test splits (the Markov chain needs the journeys
+that did not convert too). Writes into its `report` artifact:
+- campaign_report.csv: campaign,total_attention,average_attention,attributed_conversions, one row per campaign
+  seen in the journeys (total_attention: sum of the campaign's attention weights over the converting journeys;
+  average_attention: per touch; attributed_conversions: its attention-weighted share of each conversion);
+- attribution.json: {'methods': {method: {'attributed_conversions': {campaign: n}, 'spearman', 'abs_error'}},
+  'journeys', 'converting_journeys', 'ground_truth', 'model_blessed'}; `spearman` and `abs_error` only with a
+  ground-truth file, `attention` only when the model was blessed (BulkInferrer writes nothing otherwise);
+- attention_by_position.csv: mean attention by touches before the conversion (0 = last touch) and length;
+- campaign_report.png (attributed conversions per campaign by method, with the truth) and
+  attention_by_position.png.
+Memory holds one small tuple per journey (fine to a few million journeys).
+"""
+import csv
+import collections
+import json
+import os
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+from tfx import types
+from tfx import v1 as tfx
+from tfx.types import artifact_utils
+
+from modules import attribution as module
+from pipelines import attribution_baselines as baselines
+from pipelines.components import beam_io
+
+REPORT_CSV = 'campaign_report.csv'
+ATTRIBUTION_JSON = 'attribution.json'
+POSITION_CSV = 'attention_by_position.csv'
+REPORT_PLOT = 'campaign_report.png'
+POSITION_PLOT = 'attention_by_position.png'
+JOURNEY_SPLITS = ('train', 'eval', 'test')
+
+
+class AttributionReport(types.Artifact):
+  """Campaign attribution by attention and by the baselines (files listed in the module docstring)."""
+  TYPE_NAME = 'marketing_ml.AttributionReport'  # namespace.Name: KFP v2 requires it
+
+
+def _records(pattern: str) -> Iterator[bytes]:
+  files = sorted(tf.io.gfile.glob(pattern))
+  if files:
+    for record in tf.data.TFRecordDataset(files, compression_type='GZIP').as_numpy_iterator():
+      yield record
+
+
+def _as_list(value: Any) -> List[Any]:
+  return list(value) if isinstance(value, list) else [value]
+
+
+def journey_of(row: Dict[str, Any]) -> baselines.Journey:
+  """The real (unpadded) touches of a journey example row."""
+  mask = _as_list(row[module.MASK])
+  real = [i for i, m in enumerate(mask) if m]
+  campaigns, hours = _as_list(row[module.CAMPAIGNS]), _as_list(row[module.HOURS])
+  return baselines.Journey(campaigns=[campaigns[i] for i in real], hours_before_end=[hours[i] for i in real],
+                           converted=bool(row[module.LABEL]))
+
+
+def read_journeys(examples: types.Artifact) -> List[baselines.Journey]:
+  """Every journey of the train, eval and test splits (each journey is in exactly one)."""
+  found = []
+  for split in JOURNEY_SPLITS:
+    pattern = os.path.join(artifact_utils.get_split_uri([examples], split), '*.gz')
+    found += [journey_of(beam_io.example_to_row(tf.train.Example.FromString(r))) for r in _records(pattern)]
+  return found
+
+
+def read_attention(inference_uri: str) -> Iterator[Tuple[str, baselines.Journey, List[float]]]:
+  """(journey_id, journey, attention weights over its real touches) per PredictionLog of the attention
+  signature."""
+  for record in _records(os.path.join(inference_uri, '*.gz')):
+    log = prediction_log_pb2.PredictionLog.FromString(record).predict_log
+    row = beam_io.example_to_row(tf.train.Example.FromString(next(iter(log.request.inputs.values())).string_val[0]))
+    weights = tf.make_ndarray(log.response.outputs[module.ATTENTION]).reshape(-1)
+    mask = _as_list(row[module.MASK])
+    yield row[module.KEY], journey_of(row), [float(weights[i]) for i, m in enumerate(mask) if m]
+
+
+def attention_tables(attended: List[Tuple[str, baselines.Journey, List[float]]]
+                     ) -> Tuple[Dict[str, Dict[str, float]], List[Dict[str, Any]]]:
+  """Per campaign {total_attention, touches, attributed_conversions} and rows of mean attention by touches
+  before the conversion (0 = last) for each journey length."""
+  per_campaign: Dict[str, Dict[str, float]] = collections.defaultdict(
+      lambda: {'total_attention': 0.0, 'touches': 0, 'attributed_conversions': 0.0})
+  by_position: Dict[Tuple[int, int], List[float]] = collections.defaultdict(list)
+  for _, journey, weights in attended:
+    share = np.asarray(weights) / max(float(np.sum(weights)), 1e-12)
+    for i, (campaign, weight) in enumerate(zip(journey.campaigns, weights)):
+      entry = per_campaign[campaign]
+      entry['total_attention'] += weight
+      entry['touches'] += 1
+      entry['attributed_conversions'] += float(share[i])
+      by_position[(len(weights), len(weights) - 1 - i)].append(weight)
+  rows = [{'journey_length': length, 'touches_before_conversion': back, 'journeys': len(values),
+           'mean_attention': float(np.mean(values))} for (length, back), values in sorted(by_position.items())]
+  return dict(per_campaign), rows
+
+
+def read_truth(path: str) -> Dict[str, float]:
+  """campaign -> true incremental conversions from a CSV with columns campaign,true_incremental_conversions."""
+  with tf.io.gfile.GFile(path) as f:
+    return {row['campaign']: float(row['true_incremental_conversions']) for row in csv.DictReader(f)}
+
+
+def _plots(directory: str, methods: Dict[str, Dict[str, Any]], campaigns: List[str],
+           truth: Optional[Dict[str, float]], position_rows: List[Dict[str, Any]]) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  series = {name: [m['attributed_conversions'].get(c, 0.0) for c in campaigns] for name, m in methods.items()}
+  if truth is not None:
+    series = {'ground truth': [truth.get(c, 0.0) for c in campaigns], **series}
+  figure, axis = plt.subplots(figsize=(max(8, len(campaigns) * 0.8), 4.5))
+  width = 0.8 / max(len(series), 1)
+  for i, (name, values) in enumerate(series.items()):
+    axis.bar(np.arange(len(campaigns)) + i * width, values, width, label=name)
+  axis.set_xticks(np.arange(len(campaigns)) + 0.4 - width / 2)
+  axis.set_xticklabels(campaigns, rotation=45, ha='right')
+  axis.set_ylabel('attributed conversions')
+  axis.set_title('Conversions per campaign by attribution method')
+  axis.legend(fontsize=8)
+  figure.tight_layout()
+  figure.savefig(os.path.join(directory, REPORT_PLOT), dpi=100)
+  plt.close(figure)
+  figure, axis = plt.subplots(figsize=(7, 4))
+  for length in sorted({r['journey_length'] for r in position_rows}):
+    rows = sorted((r for r in position_rows if r['journey_length'] == length),
+                  key=lambda r: r['touches_before_conversion'])
+    axis.plot([r['touches_before_conversion'] for r in rows], [r['mean_attention'] for r in rows], marker='o',
+              label=f'{length} touches')
+  axis.set_xlabel('touches before the conversion (0 = last touch)')
+  axis.set_ylabel('mean attention weight')
+  axis.set_title('Attention by position, converting journeys')
+  if position_rows:
+    axis.legend(fontsize=7, ncol=2)
+  figure.tight_layout()
+  figure.savefig(os.path.join(directory, POSITION_PLOT), dpi=100)
+  plt.close(figure)
+
+
+def write_report(directory: str, journeys: List[baselines.Journey],
+                 attended: Optional[List[Tuple[str, baselines.Journey, List[float]]]],
+                 truth: Optional[Dict[str, float]], half_life_hours: float) -> Dict[str, Any]:
+  """Writes the report files (module docstring) into `directory` and returns attribution.json's content.
+  attended: None when the model was not blessed (no attention); truth: None without ground truth."""
+  methods: Dict[str, Dict[str, Any]] = {}
+  campaigns = sorted({c for j in journeys for c in j.campaigns})
+  per_campaign, position_rows = attention_tables(attended or [])
+  if attended is not None:
+    methods['attention'] = {'attributed_conversions': {
+        c: per_campaign[c]['attributed_conversions'] for c in campaigns if c in per_campaign}}
+  for name, attributed in baselines.all_baselines(journeys, half_life_hours).items():
+    methods[name] = {'attributed_conversions': attributed}
+  if truth is not None:
+    for method in methods.values():
+      method.update(baselines.compare(method['attributed_conversions'], truth))
+  with tf.io.gfile.GFile(os.path.join(directory, REPORT_CSV), 'w') as f:
+    writer = csv.writer(f, lineterminator='\n')
+    writer.writerow(['campaign', 'total_attention', 'average_attention', 'attributed_conversions'])
+    for c in campaigns:
+      entry = per_campaign.get(c, {'total_attention': 0.0, 'touches': 0, 'attributed_conversions': 0.0})
+      average = entry['total_attention'] / entry['touches'] if entry['touches'] else 0.0
+      writer.writerow([c, f'{entry["total_attention"]:.6f}', f'{average:.6f}',
+                       f'{entry["attributed_conversions"]:.6f}'])
+  with tf.io.gfile.GFile(os.path.join(directory, POSITION_CSV), 'w') as f:
+    writer = csv.DictWriter(f, ['journey_length', 'touches_before_conversion', 'journeys', 'mean_attention'],
+                            lineterminator='\n')
+    writer.writeheader()
+    writer.writerows(position_rows)
+  _plots(directory, methods, campaigns, truth, position_rows)
+  content = {'methods': methods, 'journeys': len(journeys),
+             'converting_journeys': sum(1 for j in journeys if j.converted), 'model_blessed': attended is not None}
+  with tf.io.gfile.GFile(os.path.join(directory, ATTRIBUTION_JSON), 'w') as f:
+    json.dump(content, f, indent=2, sort_keys=True)
+  return content
+
+
+@tfx.dsl.components.component
+def CampaignReport(  # pylint: disable=invalid-name
+    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+    inference_result: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.InferenceResult],
+    report: tfx.dsl.components.OutputArtifact[AttributionReport],
+    ground_truth: tfx.dsl.components.Parameter[str] = '',
+    time_decay_half_life_hours: tfx.dsl.components.Parameter[float] = 168.0,
+    code_version: tfx.dsl.components.Parameter[str] = '') -> None:
+  """Attention and baseline attribution per campaign (see the module docstring); ground_truth: path of a CSV
+  campaign,true_incremental_conversions, or '' for none (then no spearman / abs_error); code_version: a hash of
+  this code and the baselines', so a change in them invalidates the cache."""
+  del code_version
+  journeys = read_journeys(examples)
+  blessed = bool(tf.io.gfile.glob(os.path.join(inference_result.uri, '*.gz')))
+  attended = list(read_attention(inference_result.uri)) if blessed else None
+  truth = read_truth(ground_truth) if ground_truth else None
+  content = write_report(report.uri, journeys, attended, truth, time_decay_half_life_hours)
+  report.set_int_custom_property('journeys', content['journeys'])
+  report.set_int_custom_property('converting_journeys', content['converting_journeys'])
+  report.set_int_custom_property('model_blessed', int(blessed))

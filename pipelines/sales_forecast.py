@@ -1,0 +1,316 @@
+"""Sales forecast pipeline: invoice lines -> item-month examples -> masked GRU of next month's bottles, evaluated
+beside the naive, seasonal-naive and moving-average forecasts, pushed, and scored on the latest month.
+
+CsvLinesExampleGen (or BigQueryExampleGen with the daily per-item sums done in SQL)
+-> ExamplesBuilder(modules.sales_forecast.build_examples, max_rejected_fraction) -> StatisticsGen -> SchemaGen
+-> ExampleValidator -> AnomaliesGate -> Transform -> Trainer -> Evaluator (GRU + baselines, vs latest blessed)
+-> Pusher -> BulkInferrer(score) -> PredictionsExport -> forecasts.csv (report extras).
+
+CsvExampleGen fails a whole run on one line with a wrong field count, so a local or gs:// CSV file is read
+as text lines here (CsvLinesExampleGen): each line becomes an example of its columns as strings, or, when
+its field count differs from the header's, an example holding only the line, which build_examples rejects
+with its reason (wrong_field_count) like every other bad row. Quoted fields with line breaks are not
+supported (the Iowa data has none).
+"""
+import csv
+import os
+from typing import Any, Callable, Dict, List, Mapping
+
+import apache_beam as beam
+import tensorflow as tf
+from tfx import v1 as tfx
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+
+from modules import sales_forecast as sf
+from pipelines import bigquery, wiring
+from pipelines.components import beam_io
+from pipelines.components.examples_builder import ExamplesBuilder
+from pipelines.components.predictions_export import PredictionsExport
+from pipelines.example_gens import RAW_SPLIT, raw_example_gen
+from pipelines.report import ReportExtras, evaluation_metrics
+from pipelines.runners import code_version
+
+MODULE = 'modules.sales_forecast'
+REQUIRED_COLUMNS = sf.COLUMNS
+SETTINGS: Dict[str, Any] = {
+    'eval_months': 3,                 # the last N labelled months are the eval split
+    'max_rejected_fraction': 0.05,    # the run fails when more input rows than this are rejected
+    'seed': 42,
+    'gru_units': 32,
+    'hidden_units': '64,32',
+    'dropout': 0.1,
+    'learning_rate': 0.003,
+    'batch_size': 64,
+    'epochs': 30,
+    'max_mae_increase': 0.05,         # blessing: MAE at most 5% above the latest blessed model's
+}
+SETTING_CHOICES: Dict[str, tuple] = {}
+# summary.json metrics name -> (TFMA model, output, metric prefix), as registry.UseCase.reported_models wants.
+REPORTED_MODELS = {'rnn': ('candidate', sf.PREDICTION, ''),
+                   **{name: ('candidate', output, '') for name, output in sf.BASELINES.items()}}
+REPORTED_METRICS = (('example_count', 'examples'), ('mae', 'MAE'), ('rmse', 'RMSE'), ('wape', 'WAPE'),
+                    ('mean_prediction', 'mean forecast'), ('mean_label', 'mean actual'))
+FORECASTS_FILE = 'forecasts.csv'
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ingestion: CSV lines as text (local or gs://), or a BigQuery query summing bottles per item and day
+# ---------------------------------------------------------------------------------------------------
+
+def line_to_row(line: str, header: List[str]) -> Dict[str, str]:
+  """The COLUMNS of one CSV line as strings, or {MALFORMED_LINE: line} when its field count is not the header's."""
+  fields = next(csv.reader([line])) if line else []
+  if len(fields) != len(header):
+    return {sf.MALFORMED_LINE: line}
+  return {name: value for name, value in zip(header, fields) if name in sf.COLUMNS}
+
+
+def read_header(path: str) -> List[str]:
+  """Column names of a CSV file's first line; ValueError when a required column is missing."""
+  with tf.io.gfile.GFile(path) as f:
+    header = [name.strip() for name in next(csv.reader([f.readline().strip()]))]
+  missing = [name for name in sf.COLUMNS if name not in header]
+  if missing:
+    raise ValueError(f'{path} lacks column(s) {", ".join(missing)}; its header is {", ".join(header)}')
+  return header
+
+
+@beam.ptransform_fn
+def _CsvLinesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  # pylint: disable=invalid-name
+                       split_pattern: str) -> beam.PCollection:
+  pattern = os.path.join(exec_properties['input_base'], split_pattern)
+  files = sorted(tf.io.gfile.glob(pattern))
+  if not files:
+    raise ValueError(f'no file matches {pattern}')
+  headers = {path: read_header(path) for path in files}
+  header = headers[files[0]]
+  if any(h != header for h in headers.values()):
+    raise ValueError(f'the files matching {pattern} have different headers')
+  return (pipeline
+          | 'ReadLines' >> beam.io.ReadFromText(pattern, skip_header_lines=1)
+          | 'ToExample' >> beam.Map(lambda line: beam_io.row_to_example(line_to_row(line, header))))
+
+
+class CsvLinesExecutor(BaseExampleGenExecutor):
+  """ExampleGen executor that reads CSV files line by line and never fails on a malformed line."""
+
+  def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    return _CsvLinesToExample
+
+
+def bigquery_query(table: bigquery.BigQueryTable, column_map: Mapping[str, str]) -> str:
+  """Bottles summed per item and day in SQL (item attributes: their largest value that day), every column
+  cast to STRING (BigQueryExampleGen rejects DATE and NUMERIC); identifiers validated and back-quoted."""
+  unknown = sorted(set(column_map) - set(sf.COLUMNS))
+  if unknown:
+    raise bigquery.InvalidIdentifier(f'bq_column_map names unknown column(s) {", ".join(unknown)}; '
+                                     f'the columns are {", ".join(sf.COLUMNS)}')
+  source = {name: bigquery.column(column_map.get(name, name)) for name in sf.COLUMNS}
+  attributes = ',\n  '.join(f'CAST(MAX({source[name]}) AS STRING) AS {bigquery.column(name)}'
+                            for name in sf.TEXT_ATTRIBUTES + sf.NUMERIC_ATTRIBUTES)
+  return (f'SELECT\n  CAST({source["date"]} AS STRING) AS `date`,\n'
+          f'  CAST({source["item_number"]} AS STRING) AS `item_number`,\n  {attributes},\n'
+          f'  CAST(SUM({source["bottles_sold"]}) AS STRING) AS `bottles_sold`\n'
+          f'FROM {table.sql_name}\nGROUP BY 1, 2')
+
+
+def sales_example_gen(data_uri: str, column_map: str):
+  """BigQueryExampleGen with bigquery_query for bq://..., else CsvLinesExampleGen over the file; split `raw`."""
+  if bigquery.is_bigquery_uri(data_uri):
+    return raw_example_gen(data_uri, sf.COLUMNS, column_map, query_builder=bigquery_query)
+  path = os.path.abspath(data_uri) if '://' not in data_uri else data_uri
+  return FileBasedExampleGen(
+      input_base=os.path.dirname(path),
+      input_config=example_gen_pb2.Input(splits=[
+          example_gen_pb2.Input.Split(name=RAW_SPLIT, pattern=os.path.basename(path))]),
+      # One output split `raw` (a single input split alone would be hashed into train/eval).
+      output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+          example_gen_pb2.SplitConfig.Split(name=RAW_SPLIT, hash_buckets=1)])),
+      custom_executor_spec=executor_spec.BeamExecutorSpec(CsvLinesExecutor)).with_id('CsvLinesExampleGen')
+
+
+# ---------------------------------------------------------------------------------------------------
+# Report extras: forecasts.csv, MAE/RMSE/WAPE per model, error by category, actual vs forecast plot
+# ---------------------------------------------------------------------------------------------------
+
+def month_text(yyyymm: int) -> str:
+  """YYYY-MM from the examples' YYYYMM month numbers."""
+  return f'{int(yyyymm) // 100:04d}-{int(yyyymm) % 100:02d}'
+
+
+def read_split(examples_uri: str, split: str) -> List[bytes]:
+  """Serialized tf.Examples of one split of an Examples artifact."""
+  files = tf.io.gfile.glob(os.path.join(examples_uri, f'Split-{split}', '*'))
+  return [record.numpy() for record in tf.data.TFRecordDataset(sorted(files), compression_type='GZIP')]
+
+
+def headline_metrics(metrics: Dict[str, float]) -> Dict[str, float]:
+  """mae, rmse and wape (sum |error| / sum actual = MAE / mean actual) from TFMA's metric names."""
+  mae, mean_label = metrics['mean_absolute_error'], metrics['mean_label']
+  return {'mae': mae, 'rmse': metrics['root_mean_squared_error'],
+          'wape': mae / mean_label if mean_label else float('nan')}
+
+
+def mae_by_category(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
+  """category -> {model: MAE} on the eval split, from the Evaluator's category slices."""
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  result = tfma.load_eval_result(evaluation_uri, model_name='candidate')
+  if not result.slicing_metrics:
+    result = tfma.load_eval_result(evaluation_uri)
+  table: Dict[str, Dict[str, float]] = {}
+  for slice_key, values in result.slicing_metrics:
+    if len(slice_key) != 1 or slice_key[0][0] != sf.SLICE_FEATURE:
+      continue
+    category = slice_key[0][1].decode() if isinstance(slice_key[0][1], bytes) else str(slice_key[0][1])
+    table[category] = {model: values[output]['']['mean_absolute_error']['doubleValue']
+                       for model, (_, output, _) in REPORTED_MODELS.items()}
+  return dict(sorted(table.items()))
+
+
+def _plot_by_category(table: Dict[str, Dict[str, float]], path: str) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  categories = list(table)
+  figure, axis = plt.subplots(figsize=(10, 5))
+  width = 0.8 / len(REPORTED_MODELS)
+  for i, model in enumerate(REPORTED_MODELS):
+    axis.bar(np.arange(len(categories)) + i * width, [table[c][model] for c in categories], width, label=model)
+  axis.set_xticks(np.arange(len(categories)) + 0.4 - width / 2)
+  axis.set_xticklabels(categories, rotation=45, ha='right', fontsize=8)
+  axis.set_ylabel('MAE (bottles per item-month)')
+  axis.set_title('Eval error by category')
+  axis.legend()
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+
+
+def _plot_actual_vs_forecast(artifact: Callable[[str, str], Any], predictions_csv: str, path: str,
+                             n_items: int = 4) -> None:
+  """Monthly actuals of the items with the most eval bottles, the GRU's eval forecasts (its serving signature on
+  the eval examples), the seasonal-naive forecast and the GRU's forecast of the next month (predictions.csv)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  from tfx.utils import path_utils  # pylint: disable=g-import-not-at-top
+
+  examples_uri = artifact('ExamplesBuilder', 'examples').uri
+  rows = {split: [beam_io.example_to_row(tf.train.Example.FromString(s)) for s in read_split(examples_uri, split)]
+          for split in ('train', 'eval')}
+  eval_serialized = read_split(examples_uri, 'eval')
+  serve = tf.saved_model.load(path_utils.serving_model_path(artifact('Trainer', 'model').uri)).signatures[
+      'serving_default']
+  forecasts = serve(examples=tf.constant(eval_serialized))[sf.PREDICTION].numpy()
+  frame = pd.DataFrame([{**{k: r[k] for k in (sf.KEY, sf.FORECAST_MONTH, sf.LABEL, sf.BASELINES['seasonal_naive'])},
+                         'split': split} for split, split_rows in rows.items() for r in split_rows])
+  frame.loc[frame['split'] == 'eval', 'gru'] = list(forecasts)
+  frame[sf.FORECAST_MONTH] = pd.to_datetime(frame[sf.FORECAST_MONTH].astype(str), format='%Y%m')
+  top = (frame[frame['split'] == 'eval'].groupby(sf.KEY)[sf.LABEL].sum().sort_values(ascending=False)
+         .index[:n_items])
+  scored = pd.read_csv(predictions_csv, dtype={sf.KEY: str})
+  scored[sf.FORECAST_MONTH] = pd.to_datetime(scored[sf.FORECAST_MONTH].astype(str), format='%Y%m')
+  figure, axes = plt.subplots(len(top), 1, figsize=(10, 2.6 * len(top)), sharex=True)
+  for axis, item in zip(list(axes) if len(top) > 1 else [axes], top):
+    item_rows = frame[frame[sf.KEY] == item].sort_values(sf.FORECAST_MONTH)
+    evals = item_rows[item_rows['split'] == 'eval']
+    axis.plot(item_rows[sf.FORECAST_MONTH], item_rows[sf.LABEL], color='black', label='actual')
+    axis.plot(evals[sf.FORECAST_MONTH], evals['gru'], 'o', color='tab:red', label='GRU (eval)')
+    axis.plot(evals[sf.FORECAST_MONTH], evals[sf.BASELINES['seasonal_naive']], 'x', color='tab:blue',
+              label='seasonal naive (eval)')
+    future = scored[scored[sf.KEY] == item]
+    axis.plot(future[sf.FORECAST_MONTH], future[sf.PREDICTION], 's', color='tab:orange', label='GRU forecast')
+    axis.set_title(f'item {item}', fontsize=9)
+    axis.set_ylabel('bottles')
+  axis.tick_params(axis='x', rotation=90, labelsize=7)
+  axes_list = list(axes) if len(top) > 1 else [axes]
+  axes_list[0].legend(fontsize=7)
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+
+
+def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any], predictions_csv: str,
+                  output_dir: str) -> ReportExtras:
+  """forecasts.csv (item_number, forecast_month, forecast_bottles), mae/rmse/wape per model, MAE by category
+  (CSV, plot and summary `data.mae_by_category`) and an actual-vs-forecast plot."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  del settings
+  outputs = {'forecasts': os.path.join(output_dir, FORECASTS_FILE)}
+  predictions = pd.read_csv(predictions_csv, dtype={sf.KEY: str})
+  predictions[sf.FORECAST_MONTH] = predictions[sf.FORECAST_MONTH].map(month_text)
+  predictions[[sf.KEY, sf.FORECAST_MONTH, sf.PREDICTION]].sort_values([sf.KEY]).to_csv(outputs['forecasts'],
+                                                                                       index=False)
+  evaluation_uri = artifact('Evaluator', 'evaluation').uri
+  metrics, _ = evaluation_metrics(evaluation_uri, REPORTED_MODELS)
+  headline = {model: headline_metrics(values) for model, values in metrics.items()}
+  by_category = mae_by_category(evaluation_uri)
+  outputs['error_by_category'] = os.path.join(output_dir, 'error_by_category.csv')
+  pd.DataFrame(by_category).T.rename_axis(sf.SLICE_FEATURE).to_csv(outputs['error_by_category'])
+  outputs['error_by_category_plot'] = os.path.join(output_dir, 'error_by_category.png')
+  _plot_by_category(by_category, outputs['error_by_category_plot'])
+  if len(predictions):
+    outputs['actual_vs_forecast_plot'] = os.path.join(output_dir, 'actual_vs_forecast.png')
+    _plot_actual_vs_forecast(artifact, predictions_csv, outputs['actual_vs_forecast_plot'])
+  best = min(sf.BASELINES, key=lambda name: headline[name]['mae'])
+  data = {'mae_by_category': by_category, 'best_baseline': best,
+          'rnn_mae_over_best_baseline': headline['rnn']['mae'] / headline[best]['mae']}
+  return ReportExtras(outputs=outputs, metrics=headline, data=data)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The pipeline
+# ---------------------------------------------------------------------------------------------------
+
+def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, serving_dir: str,
+                    settings: Dict[str, Any], beam_pipeline_args: List[str],
+                    metadata_connection_config=None) -> tfx.dsl.Pipeline:
+  """The sales forecast pipeline over a CSV file (local or gs://) with REQUIRED_COLUMNS, or a BigQuery table
+  `bq://project.dataset.table` with those columns (names mapped by the `bq_column_map` setting)."""
+  version = code_version(MODULE, 'pipelines.sales_forecast', 'pipelines.metrics')
+  example_gen = sales_example_gen(data_uri, settings['bq_column_map'])
+  builder = ExamplesBuilder(
+      raw_examples=example_gen.outputs['examples'], build_fn=f'{MODULE}.build_examples',
+      params={'eval_months': settings['eval_months']}, code_version=version,
+      max_rejected_fraction=settings['max_rejected_fraction'])
+
+  # `score` has no label by design; the serving signature's parser checks it at scoring.
+  validation = wiring.data_validation(builder.outputs['examples'], schema_exclude_splits=['eval', 'score'],
+                                      validation_exclude_splits=['score'])
+
+  transform = wiring.transform(MODULE, builder.outputs['examples'], validation, version)
+
+  trainer = wiring.trainer(MODULE, transform, validation.schema,
+                           {k: settings[k] for k in ('seed', 'gru_units', 'hidden_units', 'dropout', 'learning_rate',
+                                                     'batch_size', 'epochs')}, version)
+
+  latest_blessed = wiring.latest_blessed_model()
+
+  evaluator = tfx.components.Evaluator(
+      examples=builder.outputs['examples'], model=trainer.outputs['model'],
+      baseline_model=latest_blessed.outputs['model'],
+      eval_config=sf.eval_config(settings['max_mae_increase']), example_splits=['eval'])
+
+  push = wiring.pusher(trainer.outputs['model'], evaluator.outputs['blessing'], serving_dir)
+
+  bulk_inferrer = tfx.components.BulkInferrer(
+      examples=builder.outputs['examples'], model=trainer.outputs['model'],
+      model_blessing=evaluator.outputs['blessing'],
+      data_spec=tfx.proto.DataSpec(example_splits=['score']),
+      model_spec=tfx.proto.ModelSpec(model_signature_name=['serving_default']))
+
+  export = PredictionsExport(inference_result=bulk_inferrer.outputs['inference_result'], key_feature=sf.KEY,
+                             output_names=[sf.PREDICTION] + list(sf.BASELINES.values()),
+                             carry_features=[sf.FORECAST_MONTH])
+
+  return tfx.dsl.Pipeline(
+      pipeline_name=pipeline_name, pipeline_root=pipeline_root,
+      components=[example_gen, builder, *validation, transform, trainer, latest_blessed, evaluator, push,
+                  bulk_inferrer, export],
+      enable_cache=True, metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=beam_pipeline_args)

@@ -1,0 +1,87 @@
+"""pipelines.attribution_baselines worked by hand, and the simulator's ground truth on a case small enough to check."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from pipelines import attribution_baselines as baselines
+
+sys.path.insert(0, os.path.join(REPO, 'data', 'attribution'))
+import simulate  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+J = baselines.Journey
+# Two conversions and one journey that did not convert (ignored by the rule-based methods).
+JOURNEYS = [J(['a', 'b', 'c'], [48.0, 24.0, 0.0], True), J(['b', 'b'], [24.0, 0.0], True), J(['c'], [0.0], False)]
+
+
+def test_last_and_first_touch():
+  # Campaigns touched in a converting journey are listed, with 0 where they got nothing.
+  assert baselines.last_touch(JOURNEYS) == {'a': 0.0, 'b': 1.0, 'c': 1.0}
+  assert baselines.first_touch(JOURNEYS) == {'a': 1.0, 'b': 1.0, 'c': 0.0}
+
+
+def test_linear():
+  assert baselines.linear(JOURNEYS) == pytest.approx({'a': 1 / 3, 'b': 1 / 3 + 1.0, 'c': 1 / 3})
+
+
+def test_time_decay_halves_per_half_life():
+  # Half life 24 h: weights 1/4, 1/2, 1 over a, b, c (sum 7/4); 1/2, 1 over b, b.
+  assert baselines.time_decay(JOURNEYS, 24.0) == pytest.approx({'a': 1 / 7, 'b': 2 / 7 + 1.0, 'c': 4 / 7})
+
+
+def test_markov_removal_effect_on_the_textbook_three_channel_example():
+  """Paths C1>C2>C3>conversion, C1>null, C2>C3>null (S. Bryl', "Marketing Multi-Channel Attribution model with R",
+  analyzecore.com, 2016). Transitions: start->C1 2/3, start->C2 1/3, C1->C2 1/2, C1->null 1/2, C2->C3 1,
+  C3->conversion 1/2, C3->null 1/2. P(conversion) = (2/3 * 1/2 + 1/3) * 1/2 = 1/3.
+  Without C1: 1/3 * 1/2 = 1/6 -> removal effect 1/2; without C2 or C3: 0 -> removal effect 1.
+  Shares 0.5 / 2.5, 1 / 2.5, 1 / 2.5 of the one conversion: 0.2, 0.4, 0.4."""
+  paths = [J(['C1', 'C2', 'C3'], [0, 0, 0], True), J(['C1'], [0], False), J(['C2', 'C3'], [0, 0], False)]
+  assert baselines.markov_removal_effects(paths) == pytest.approx({'C1': 0.5, 'C2': 1.0, 'C3': 1.0})
+  assert baselines.markov(paths) == pytest.approx({'C1': 0.2, 'C2': 0.4, 'C3': 0.4})
+
+
+def test_every_method_shares_out_exactly_the_conversions():
+  for method, attributed in baselines.all_baselines(JOURNEYS, 24.0).items():
+    assert sum(attributed.values()) == pytest.approx(2.0), method
+
+
+def test_compare_against_ground_truth():
+  truth = {'a': 3.0, 'b': 2.0, 'c': 1.0}
+  assert baselines.compare({'a': 30, 'b': 20, 'c': 10}, truth) == pytest.approx({'spearman': 1.0, 'abs_error': 54.0})
+  # A campaign without attribution counts as 0; the order reversed gives -1.
+  assert baselines.compare({'b': 2.0, 'c': 3.0}, truth) == pytest.approx({'spearman': -1.0, 'abs_error': 5.0})
+
+
+def test_simulator_ground_truth_by_hand():
+  """One user, one day; base log-odds -10 (p = 4.5e-5), uniform 0.5. Campaign 0 (effect 12) seen at the end of the
+  day: p = sigmoid(2 + 0.1) = 0.89 > 0.5, a conversion on its last impression; campaign 1 (effect 0.1) alone:
+  p = sigmoid(-9.9) < 0.5. Without campaign 0 the user does not convert: 1 incremental conversion; without
+  campaign 1, p = sigmoid(2) = 0.88 still converts: 0."""
+  impressions = simulate.Impressions(user=np.array([0, 0]), time=np.array([simulate.DAY - 1, simulate.DAY - 1]),
+                                     campaign=np.array([1, 0]))
+  uniforms = np.array([[0.5]])
+  conversions, converted_after = simulate.simulate(impressions, uniforms, [12.0, 0.1], -10.0, tau_days=1e9)
+  assert conversions.tolist() == [1] and converted_after.tolist() == [False, True]
+  assert simulate.incremental_conversions(impressions, uniforms, [12.0, 0.1], -10.0, 1e9).tolist() == [[1], [0]]
+
+
+def test_simulator_recency_and_journey_reset():
+  """Effect 3 decaying with tau 1 day, seen at the start of day 0: at the end of day 0 its stock is 3 / e = 1.10,
+  p = sigmoid(-1 + 1.10) = 0.53 > 0.2: a conversion on that impression. The journey restarts: at the end of day 1
+  the stock is 0, p = sigmoid(-1) = 0.27 > 0.2: an organic conversion, with no impression to flag."""
+  impressions = simulate.Impressions(user=np.array([0]), time=np.array([0]), campaign=np.array([0]))
+  conversions, converted_after = simulate.simulate(impressions, np.array([[0.2, 0.2]]), [3.0], -1.0, tau_days=1.0)
+  assert conversions.tolist() == [2] and converted_after.tolist() == [True]
+
+
+def test_bundled_ground_truth_matches_the_simulator_design():
+  import csv  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(REPO, 'data', 'attribution', 'ground_truth.csv')) as f:
+    truth = {row['campaign']: row for row in csv.DictReader(f)}
+  assert len(truth) == len(simulate.CAMPAIGNS)
+  # High reach, little effect vs low reach, large effect: many more impressions, fewer incremental conversions.
+  assert int(truth['c01']['impressions']) > 10 * int(truth['c15']['impressions'])
+  assert int(truth['c01']['true_incremental_conversions']) < int(truth['c15']['true_incremental_conversions']) / 5
+  assert int(truth['c09']['true_incremental_conversions']) == 0  # no effect, no incremental conversion

@@ -1,0 +1,75 @@
+"""modules.attribution: the TFT campaign vocabulary, masked attention, oversampling."""
+import tempfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+from modules import attribution as module
+
+L = 4
+
+
+def test_preprocessing_fn_vocabulary_leaves_padding_out():
+  feature_spec = {module.CAMPAIGNS: tf.io.FixedLenFeature([L], tf.string),
+                  module.MASK: tf.io.FixedLenFeature([L], tf.int64),
+                  module.HOURS: tf.io.FixedLenFeature([L], tf.float32),
+                  module.KEY: tf.io.FixedLenFeature([], tf.string),
+                  module.LABEL: tf.io.FixedLenFeature([], tf.int64)}
+  metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(feature_spec))
+  rows = [{module.CAMPAIGNS: [b'b', b'a', b'b', b''], module.MASK: [1, 1, 1, 0], module.HOURS: [2.0, 1.0, 0.0, 0.0],
+           module.KEY: b'u1/0', module.LABEL: 1},
+          {module.CAMPAIGNS: [b'b', b'', b'', b''], module.MASK: [1, 0, 0, 0], module.HOURS: [0.0] * 4,
+           module.KEY: b'u2/0', module.LABEL: 0}]
+  with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
+    (transformed, _), transform_fn = ((rows, metadata) | tft_beam.AnalyzeAndTransformDataset(module.preprocessing_fn))
+  # Vocabulary by frequency: b (3), a (1); indices shifted by 1 (0 is padding).
+  assert [list(r[module.CAMPAIGN_INDEX]) for r in transformed] == [[1, 2, 1, 0], [1, 0, 0, 0]]
+  np.testing.assert_allclose(transformed[0][module.LOG_HOURS], np.log1p([2.0, 1.0, 0.0, 0.0]), rtol=1e-6)
+  assert [float(np.ravel(r[module.LABEL])[0]) for r in transformed] == [1.0, 0.0]
+  del transform_fn
+
+
+def _attention_model(vocabulary_size=5):
+  tf.keras.utils.set_random_seed(0)
+  return module.build_model(vocabulary_size, L, embedding_dim=4, rnn_units=6, attention_units=3)
+
+
+def test_padded_positions_get_zero_attention_and_real_ones_sum_to_one():
+  model = _attention_model()
+  index = np.array([[2, 3, 4, 0], [5, 0, 0, 0], [2, 2, 2, 2]], np.int64)
+  hours = np.log1p(np.array([[3.0, 2.0, 0.0, 0.0], [0.0] * 4, [9.0, 5.0, 1.0, 0.0]], np.float32))
+  weights = model({module.CAMPAIGN_INDEX: index, module.LOG_HOURS: hours})['attention'].numpy()
+  assert weights.shape == (3, L)
+  assert np.all(weights[index == 0] == 0.0)
+  assert np.all(weights[index > 0] > 0.0)
+  np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+  np.testing.assert_array_equal(weights[1], [1.0, 0.0, 0.0, 0.0])
+
+
+def test_what_follows_the_padding_does_not_change_the_prediction():
+  """Masking: a padded position's hours value (garbage) changes neither the prediction nor the attention."""
+  model = _attention_model()
+  index = np.array([[2, 3, 0, 0]] * 2, np.int64)
+  hours = np.array([[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 7.0, -3.0]], np.float32)
+  outputs = model({module.CAMPAIGN_INDEX: index, module.LOG_HOURS: hours})
+  np.testing.assert_allclose(outputs['logit'][0], outputs['logit'][1], rtol=1e-6)
+  np.testing.assert_allclose(outputs['attention'][0], outputs['attention'][1], rtol=1e-6)
+
+
+def test_campaign_counts_leave_padding_out():
+  counts = module.campaign_counts(tf.constant([[2, 2, 1, 0], [3, 0, 0, 0]], tf.int64), vocabulary_size=2).numpy()
+  np.testing.assert_array_equal(counts, [[1.0, 2.0, 0.0], [0.0, 0.0, 1.0]])  # first, second campaign, unknown
+
+
+def test_oversampling_reaches_the_ratio_and_keeps_every_row():
+  labels = np.array([1.0] * 10 + [0.0] * 90)
+  rows, factor = module.oversampled(labels, 0.3, seed=1)
+  assert labels[rows].mean() == pytest.approx(0.3, abs=0.005)
+  assert set(rows) == set(range(100)) and np.sum(labels[rows] == 0) == 90
+  assert factor == pytest.approx(np.sum(labels[rows]) / 10)
+  assert np.array_equal(rows, module.oversampled(labels, 0.3, seed=1)[0])  # seeded
+  assert module.oversampled(labels, 0.05, seed=1)[1] == 1.0  # ratio already met: unchanged
+  assert module.oversampled(labels, 0.0, seed=1)[1] == 1.0

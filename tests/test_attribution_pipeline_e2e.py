@@ -1,0 +1,165 @@
+"""End to end: the attribution pipeline with LocalDagRunner on the bundled 2,500-user sample (plus bad rows),
+once with its ground truth and once more without (cached up to the Trainer)."""
+import csv
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO
+from pipelines import attribution_baselines as baselines
+from pipelines.__main__ import main
+from pipelines.components import campaign_report
+
+SAMPLE = os.path.join(REPO, 'data', 'attribution', 'impressions_sample.csv')
+TRUTH = os.path.join(REPO, 'data', 'attribution', 'ground_truth_sample.csv')
+BAD_ROWS = ['u999001,not-a-time,c01,0', ',1704067300,c02,0', 'u999002,1704067300,,1', 'u999003,1704067300,c03,yes']
+METHODS = {'attention', 'last_touch', 'first_touch', 'linear', 'time_decay', 'markov'}
+COMPONENTS = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'AnomaliesGate',
+              'Transform', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator', 'Pusher', 'BulkInferrer',
+              'PredictionsExport', 'CampaignReport'}
+
+
+_RUNS = {}
+
+
+def shared_run(tmp_path_factory):
+  """The two pipeline runs, made once per test session whichever test module asks first (the notebook test
+  imports this module; a fixture imported there would be a second fixture and run the pipeline again)."""
+  if 'runs' not in _RUNS:
+    root = tmp_path_factory.mktemp('attribution_e2e')
+    data = root / 'impressions.csv'
+    with open(SAMPLE) as f:
+      data.write_text(f.read() + '\n'.join(BAD_ROWS) + '\n')
+    args = ['run', 'attribution', '--data', str(data), '--output', str(root / 'runs'), '--set', 'epochs=4']
+    assert main(args + ['--set', f'ground_truth={TRUTH}']) == 0
+    out = root / 'runs' / 'attribution'
+    first = json.loads((out / 'summary.json').read_text())
+    first_report = (out / 'campaign_report.csv').read_text()
+    assert main(args + ['--set', 'ground_truth=']) == 0
+    _RUNS['runs'] = out, first, json.loads((out / 'summary.json').read_text()), first_report
+  return _RUNS['runs']
+
+
+@pytest.fixture(scope='session')
+def attribution_run(tmp_path_factory):
+  """(output dir, summary with the sample's ground truth, summary of a second run without ground truth,
+  campaign_report.csv of the first run)."""
+  return shared_run(tmp_path_factory)
+
+
+def _sample_rows():
+  with open(SAMPLE) as f:
+    return list(csv.DictReader(f))
+
+
+def test_every_component_ran(attribution_run):
+  _, first, _, _ = attribution_run
+  assert first['status'] == 'succeeded', first['error']
+  assert set(first['components']) == COMPONENTS
+  assert all(c['state'] in ('complete', 'cached') for c in first['components'].values())
+
+
+def test_rows_are_counted_and_bad_rows_kept(attribution_run):
+  out, first, _, _ = attribution_run
+  rows = _sample_rows()
+  data = first['data']
+  assert data['rows_read'] == len(rows) + len(BAD_ROWS)
+  skipped = dict(data['skipped'])
+  truncated = skipped.pop('truncated_beyond_journey_max_length', 0)
+  assert skipped == {'unparsable_timestamp': 1, 'missing_uid': 1, 'missing_campaign': 1, 'unparsable_conversion': 1}
+  with open(out / 'rejected_rows.csv') as f:
+    rejected = list(csv.DictReader(f))
+  assert len(rejected) == sum(data['skipped'].values())
+  conversions = sum(int(r['conversion']) for r in rows)
+  assert data['examples']['converting'] == data['converting_journeys'] == conversions
+  journeys = sum(data['examples'][s] for s in ('train', 'eval', 'test'))
+  assert journeys == data['journeys']
+  # Every impression is in a journey (at most journey_max_length each) or counted as truncated.
+  assert truncated == len(rows) - _touches_in_journeys(out)
+
+
+def _touches_in_journeys(out):
+  """Real touches over the journeys of the train, eval and test splits."""
+  lengths = []
+  for path in glob.glob(str(out / 'root' / 'ExamplesBuilder' / 'examples' / '*' / 'Split-*' / '*.gz')):
+    if '/Split-converting/' in path:
+      continue
+    for record in tf.data.TFRecordDataset([path], compression_type='GZIP'):
+      lengths.append(tf.train.Example.FromString(record.numpy()).features.feature['journey_length'].int64_list.value[0])
+  return sum(lengths)
+
+
+def test_model_metrics_next_to_the_logistic_regression(attribution_run):
+  _, first, _, _ = attribution_run
+  model, lr = first['metrics']['model'], first['metrics']['logistic_regression']
+  for metrics in (model, lr):
+    assert {'auc', 'auc_precision_recall', 'binary_crossentropy', 'calibration'} <= set(metrics)
+  assert model['example_count'] == lr['example_count'] == first['data']['examples']['test']
+  assert model['mean_label'] == pytest.approx(lr['mean_label'])
+  assert model['auc'] > 0.65
+  # Oversampling is undone in serving: predictions stay near the real conversion rate.
+  assert 0.6 < model['calibration'] < 1.6
+  assert first['blessed'] is True and first['pushed_model']
+
+
+def test_campaign_report_and_attribution_against_ground_truth(attribution_run):
+  out, first, _, first_report = attribution_run
+  campaigns = sorted({r['campaign'] for r in _sample_rows()})
+  rows = list(csv.DictReader(first_report.splitlines()))
+  assert list(rows[0]) == ['campaign', 'total_attention', 'average_attention', 'attributed_conversions']
+  assert [r['campaign'] for r in rows] == campaigns
+  conversions = first['data']['converting_journeys']
+  assert sum(float(r['attributed_conversions']) for r in rows) == pytest.approx(conversions, rel=1e-4)
+  # Attention sums to one per converting journey: total attention is the attributed conversions.
+  for row in rows:
+    assert float(row['total_attention']) == pytest.approx(float(row['attributed_conversions']), abs=1e-4)
+  attribution = first['metrics']['attribution']
+  assert set(attribution) == METHODS
+  for method, entry in attribution.items():
+    assert sum(entry['attributed_conversions'].values()) == pytest.approx(conversions, rel=1e-4), method
+    assert -1 <= entry['spearman'] <= 1 and entry['abs_error'] >= 0, method
+  # The comparison is the campaign report's attributed conversions against the ground-truth file.
+  truth = campaign_report.read_truth(TRUTH)
+  attention = {r['campaign']: float(r['attributed_conversions']) for r in rows}
+  assert attribution['attention']['spearman'] == pytest.approx(baselines.compare(attention, truth)['spearman'])
+  assert attribution['attention']['abs_error'] == pytest.approx(baselines.compare(attention, truth)['abs_error'],
+                                                                abs=1e-3)
+  report = (out / 'report.md').read_text()
+  assert 'campaign_report.png' in report and 'attention_by_position.png' in report
+
+
+def test_without_ground_truth_the_comparison_is_absent(attribution_run):
+  out, _, second, first_report = attribution_run
+  assert second['status'] == 'succeeded'
+  assert second['components']['Trainer']['cached'] and not second['components']['CampaignReport']['cached']
+  for method, entry in second['metrics']['attribution'].items():
+    assert 'spearman' not in entry and 'abs_error' not in entry, method
+  # Same model, attention scored again: equal up to float summation order.
+  again = list(csv.DictReader((out / 'campaign_report.csv').read_text().splitlines()))
+  for before, after in zip(csv.DictReader(first_report.splitlines()), again):
+    assert before['campaign'] == after['campaign']
+    assert float(after['attributed_conversions']) == pytest.approx(float(before['attributed_conversions']), rel=1e-5)
+
+
+def test_attention_signature_of_the_pushed_model(attribution_run):
+  _, first, _, _ = attribution_run
+  model = tf.saved_model.load(first['pushed_model'])
+  assert set(model.signatures) == {'serving_default', 'attention'}
+  files = glob.glob(os.path.join(os.path.dirname(first['outputs']['evaluation']), '..', '..', 'ExamplesBuilder',
+                                 'examples', '*', 'Split-converting', '*.gz'))
+  records = [r.numpy() for r in tf.data.TFRecordDataset(sorted(files)[:1], compression_type='GZIP').take(64)]
+  outputs = model.signatures['attention'](examples=tf.constant(records))
+  weights = outputs['attention_weights'].numpy()
+  masks = np.array([tf.train.Example.FromString(r).features.feature['mask'].int64_list.value for r in records])
+  assert weights.shape == masks.shape
+  assert np.all(weights[masks == 0] == 0.0)
+  np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
+  probability = outputs['conversion_probability'].numpy()
+  assert np.all((probability > 0) & (probability < 1))
+  # The campaign vocabulary is an asset of the transform graph inside the SavedModel.
+  assets = os.listdir(os.path.join(first['pushed_model'], 'assets'))
+  assert any(name.startswith('campaign') for name in assets), assets

@@ -1,0 +1,134 @@
+"""End to end: the sales forecast pipeline with LocalDagRunner on the bundled sample (with its malformed rows)."""
+import csv
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from modules import sales_forecast as sf
+from pipelines.__main__ import main
+from pipelines.components import beam_io
+from pipelines.sales_forecast import line_to_row, read_split
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.join(REPO, 'data', 'sales_forecast', 'sales_sample.csv')
+COMPONENTS = {'CsvLinesExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+              'AnomaliesGate', 'Transform', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator', 'Pusher',
+              'BulkInferrer', 'PredictionsExport'}
+
+
+@pytest.fixture(scope='session')
+def sales_run(tmp_path_factory):
+  """(output dir runs/sales_forecast, summary) of one run on the sample with 3 epochs (also used by
+  test_notebook_sales_forecast.py)."""
+  root = tmp_path_factory.mktemp('sales_e2e')
+  assert main(['run', 'sales_forecast', '--data', SAMPLE, '--output', str(root / 'runs'), '--set', 'epochs=3']) == 0
+  out = root / 'runs' / 'sales_forecast'
+  return out, json.loads((out / 'summary.json').read_text())
+
+
+@pytest.fixture(name='run')
+def run_fixture(sales_run):  # pylint: disable=redefined-outer-name
+  """The shared run."""
+  return sales_run
+
+
+def _expected_rejections():
+  with open(SAMPLE) as f:
+    header = next(csv.reader(f))
+    lines = f.read().splitlines()
+  counts = {}
+  for line in lines:
+    _, reason = sf.parse_sale(line_to_row(line, header))
+    if reason:
+      counts[reason] = counts.get(reason, 0) + 1
+  return len(lines), counts
+
+
+def test_every_component_ran_and_the_model_was_blessed(run):
+  _, summary = run
+  assert summary['status'] == 'succeeded', summary['error']
+  assert set(summary['components']) == COMPONENTS
+  assert summary['blessed'] is True and os.path.isfile(os.path.join(summary['pushed_model'], 'saved_model.pb'))
+
+
+def test_bad_rows_counted_by_reason_and_kept(run):
+  out, summary = run
+  rows, expected = _expected_rejections()
+  assert set(expected) == set(sf.REASONS)  # the sample has every kind of malformed row
+  assert summary['data']['rows_read'] == rows
+  assert summary['data']['skipped'] == expected
+  with open(out / 'rejected_rows.csv') as f:
+    rejected = list(csv.DictReader(f))
+  assert len(rejected) == sum(expected.values())
+  assert {r['reason'] for r in rejected} == set(expected)
+
+
+def test_metrics_of_the_rnn_and_each_baseline(run):
+  _, summary = run
+  for model in ('rnn', 'naive', 'seasonal_naive', 'moving_average'):
+    metrics = summary['metrics'][model]
+    assert metrics['example_count'] == summary['data']['examples']['eval']
+    assert metrics['wape'] == pytest.approx(metrics['mae'] / metrics['mean_label'])
+    assert 0 < metrics['mae'] <= metrics['rmse']
+  assert set(summary['data']['mae_by_category']) and summary['data']['best_baseline'] in sf.BASELINES
+
+
+def _eval_rows(summary):
+  builder_root = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(summary['outputs']['evaluation']))),
+                              'ExamplesBuilder', 'examples')
+  uri = os.path.join(builder_root, sorted(os.listdir(builder_root))[-1])
+  return uri, [beam_io.example_to_row(tf.train.Example.FromString(s)) for s in read_split(uri, 'eval')]
+
+
+def test_baseline_metrics_match_numpy_on_the_eval_examples(run):
+  _, summary = run
+  _, rows = _eval_rows(summary)
+  labels = np.array([r[sf.LABEL] for r in rows])
+  for name, feature in sf.BASELINES.items():
+    errors = np.array([r[feature] for r in rows]) - labels
+    assert summary['metrics'][name]['mae'] == pytest.approx(np.abs(errors).mean(), rel=1e-5)
+    assert summary['metrics'][name]['rmse'] == pytest.approx(np.sqrt((errors ** 2).mean()), rel=1e-5)
+
+
+def test_forecasts_one_row_per_score_example(run):
+  out, summary = run
+  with open(out / 'forecasts.csv') as f:
+    reader = csv.DictReader(f)
+    rows = list(reader)
+  assert reader.fieldnames == ['item_number', 'forecast_month', 'forecast_bottles']
+  assert len(rows) == summary['data']['examples']['score'] == summary['data']['rows_scored'] > 0
+  assert {r['forecast_month'] for r in rows} == {'2024-01'}
+  assert all(float(r['forecast_bottles']) >= 0 for r in rows)
+  assert os.path.getsize(summary['outputs']['actual_vs_forecast_plot']) > 10_000
+
+
+def test_serving_signature_gives_the_bulk_inferrer_predictions(run):
+  out, summary = run
+  uri, _ = _eval_rows(summary)
+  serialized = read_split(uri, 'score')
+  serve = tf.saved_model.load(summary['pushed_model']).signatures['serving_default']
+  served = serve(examples=tf.constant(serialized))
+  keys = [beam_io.example_to_row(tf.train.Example.FromString(s))[sf.KEY] for s in serialized]
+  with open(out / 'predictions.csv') as f:
+    bulk = {r[sf.KEY]: float(r[sf.PREDICTION]) for r in csv.DictReader(f)}
+  assert sorted(bulk) == sorted(keys)
+  for key, value in zip(keys, served[sf.PREDICTION].numpy()):
+    assert value == pytest.approx(bulk[key], rel=1e-5, abs=1e-4)
+
+
+def test_too_many_rejected_rows_fail_the_run_naming_the_counts(run, tmp_path):
+  """The sample has about 1% bad rows: a 0.1% limit stops the run in the ExamplesBuilder."""
+  out, _ = run
+  copy = tmp_path / 'runs' / 'sales_forecast'
+  copy.mkdir(parents=True)
+  shutil.copy(out / 'metadata.sqlite', copy / 'metadata.sqlite')
+  assert main(['run', 'sales_forecast', '--data', SAMPLE, '--output', str(tmp_path / 'runs'),
+               '--set', 'epochs=3', '--set', 'max_rejected_fraction=0.001']) == 1
+  summary = json.loads((copy / 'summary.json').read_text())
+  assert summary['status'] == 'failed'
+  assert 'more than max_rejected_fraction 0.10%' in summary['error']
+  assert all(reason in summary['error'] for reason in sf.REASONS)
