@@ -123,7 +123,9 @@ def _pipeline(args: argparse.Namespace):
   pipeline_root = cloud.pipeline_root if args.runner != 'local' else os.path.join(output_dir, 'root')
   try:
     pipeline = use_case.create_pipeline(
-        pipeline_name=use_case.name, pipeline_root=pipeline_root, data_uri=data_uri,
+        # Vertex pipeline names allow only [a-z0-9-]
+        pipeline_name=use_case.name.replace('_', '-') if args.runner == 'vertex' else use_case.name,
+        pipeline_root=pipeline_root, data_uri=data_uri,
         serving_dir=os.path.join(pipeline_root if args.runner != 'local' else output_dir, 'serving_model'),
         settings=settings, beam_pipeline_args=_beam_args(args.runner, settings, cloud, bigquery_input),
         metadata_connection_config=metadata)

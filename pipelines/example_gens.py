@@ -5,9 +5,12 @@ ExamplesBuilder turns them into model examples. Only this component differs betw
 bundled file and a cloud run on a BigQuery table.
 """
 import os
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence, Type
 
 from tfx import v1 as tfx
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.base.base_component import BaseComponent
 from tfx.proto import example_gen_pb2
 
@@ -24,11 +27,14 @@ def is_local(data_uri: str) -> bool:
 
 
 def raw_example_gen(data_uri: str, columns: Sequence[str], column_map: str = '',
-                    query_builder: Optional[QueryBuilder] = None) -> BaseComponent:
+                    query_builder: Optional[QueryBuilder] = None,
+                    file_executor: Optional[Type[BaseExampleGenExecutor]] = None) -> BaseComponent:
   """CsvExampleGen over one CSV file, or BigQueryExampleGen for `bq://project.dataset.table`.
 
   column_map: 'our_column:their_column,...' for a BigQuery table whose columns are named differently.
   query_builder: the use case's own SQL (e.g. an aggregation); by default `columns` are selected as strings.
+  file_executor: an ExampleGen executor of the use case's own that reads the file instead of CsvExampleGen's
+    (the component is then `<executor name without 'Executor'>ExampleGen`).
   Raises bigquery.InvalidIdentifier for a table or column name that may not go into SQL.
   """
   # One input split and one output split: without an output_config ExampleGen would hash the rows into
@@ -44,8 +50,12 @@ def raw_example_gen(data_uri: str, columns: Sequence[str], column_map: str = '',
         input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name=RAW_SPLIT, pattern=query)]),
         output_config=output_config)
   path = os.path.abspath(data_uri) if is_local(data_uri) else data_uri
-  return tfx.components.CsvExampleGen(
-      input_base=os.path.dirname(path),
-      input_config=example_gen_pb2.Input(splits=[
-          example_gen_pb2.Input.Split(name=RAW_SPLIT, pattern=os.path.basename(path))]),
-      output_config=output_config)
+  input_config = example_gen_pb2.Input(splits=[
+      example_gen_pb2.Input.Split(name=RAW_SPLIT, pattern=os.path.basename(path))])
+  if file_executor is None:
+    return tfx.components.CsvExampleGen(input_base=os.path.dirname(path), input_config=input_config,
+                                        output_config=output_config)
+  return FileBasedExampleGen(
+      input_base=os.path.dirname(path), input_config=input_config, output_config=output_config,
+      custom_executor_spec=executor_spec.BeamExecutorSpec(file_executor),
+  ).with_id(file_executor.__name__.replace('Executor', '') + 'ExampleGen')

@@ -20,16 +20,13 @@ import apache_beam as beam
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
-from tfx.components.example_gen.component import FileBasedExampleGen
-from tfx.dsl.components.base import executor_spec
-from tfx.proto import example_gen_pb2
 
 from modules import sales_forecast as sf
 from pipelines import bigquery, wiring
 from pipelines.components import beam_io
 from pipelines.components.examples_builder import ExamplesBuilder
 from pipelines.components.predictions_export import PredictionsExport
-from pipelines.example_gens import RAW_SPLIT, raw_example_gen
+from pipelines.example_gens import raw_example_gen
 from pipelines.report import ReportExtras, evaluation_metrics
 from pipelines.runners import code_version
 
@@ -119,17 +116,8 @@ def bigquery_query(table: bigquery.BigQueryTable, column_map: Mapping[str, str])
 
 def sales_example_gen(data_uri: str, column_map: str):
   """BigQueryExampleGen with bigquery_query for bq://..., else CsvLinesExampleGen over the file; split `raw`."""
-  if bigquery.is_bigquery_uri(data_uri):
-    return raw_example_gen(data_uri, sf.COLUMNS, column_map, query_builder=bigquery_query)
-  path = os.path.abspath(data_uri) if '://' not in data_uri else data_uri
-  return FileBasedExampleGen(
-      input_base=os.path.dirname(path),
-      input_config=example_gen_pb2.Input(splits=[
-          example_gen_pb2.Input.Split(name=RAW_SPLIT, pattern=os.path.basename(path))]),
-      # One output split `raw` (a single input split alone would be hashed into train/eval).
-      output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-          example_gen_pb2.SplitConfig.Split(name=RAW_SPLIT, hash_buckets=1)])),
-      custom_executor_spec=executor_spec.BeamExecutorSpec(CsvLinesExecutor)).with_id('CsvLinesExampleGen')
+  return raw_example_gen(data_uri, sf.COLUMNS, column_map, query_builder=bigquery_query,
+                         file_executor=CsvLinesExecutor)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -154,6 +154,7 @@ def test_vertex_compile_names_every_component_with_the_image_and_parameters(use_
                '--image', IMAGE, *CLOUD_FLAGS]) == 0
   assert str(spec_path) in capsys.readouterr().out
   spec = json.loads(spec_path.read_text())['pipelineSpec']
+  assert spec['pipelineInfo']['name'] == use_case_name.replace('_', '-')
 
   # The same pipeline object the local runner would run, with the Dataflow args.
   use_case = registry.get(use_case_name)
