@@ -39,6 +39,8 @@ VOCABULARY = 'campaign'
 PREDICTION = 'conversion_probability'
 LR_PREDICTION = 'lr_probability'  # logistic regression on campaign counts: the practitioner's baseline
 ATTENTION = 'attention_weights'
+# The same journey's conversion probability with every touch removed: what it converts at without campaigns.
+BASE_PREDICTION = 'base_probability'
 ATTENTION_SIGNATURE = 'attention'
 SPLITS = (('train', 80), ('eval', 90), ('test', 100))  # cumulative percent of the journey-id hash
 CONVERTING_SPLIT = 'converting'  # every converting journey (of all splits), for attention and the report
@@ -269,7 +271,8 @@ def transformed_split(file_pattern: List[str], data_accessor, tf_transform_outpu
 def _serving_signatures(model: keras.Model, lr_model: keras.Model, tf_transform_output: tft.TFTransformOutput,
                         logit_correction: float) -> Dict[str, Any]:
   """serving_default: serialized raw tf.Examples -> conversion_probability and lr_probability;
-  attention: -> conversion_probability and attention_weights [B, L] (zero at padded positions).
+  attention: -> conversion_probability, attention_weights [B, L] (zero at padded positions) and base_probability
+  (the journey with every touch removed: all positions masked, so the model's output is its bias alone).
   logit_correction undoes the oversampling's shift of the odds (prior correction), so probabilities are
   calibrated to the real conversion rate."""
   model.tft_layer = tf_transform_output.transform_features_layer()
@@ -292,8 +295,11 @@ def _serving_signatures(model: keras.Model, lr_model: keras.Model, tf_transform_
 
   @tf.function(input_signature=[examples])
   def attention(serialized_examples):
-    _, probability, weights = predict(serialized_examples)
-    return {PREDICTION: probability, ATTENTION: weights}
+    transformed, probability, weights = predict(serialized_examples)
+    without_touches = model({CAMPAIGN_INDEX: tf.zeros_like(transformed[CAMPAIGN_INDEX]),
+                             LOG_HOURS: tf.zeros_like(transformed[LOG_HOURS])})
+    base = tf.sigmoid(tf.reshape(without_touches['logit'], [-1]) + logit_correction)
+    return {PREDICTION: probability, ATTENTION: weights, BASE_PREDICTION: base}
 
   return {'serving_default': serve, ATTENTION_SIGNATURE: attention}
 

@@ -93,8 +93,8 @@ def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any],
   outputs['attribution_table'] = os.path.join(output_dir, 'attribution.md')
   with open(outputs['attribution_table'], 'w') as f:
     f.write(attribution_markdown(content['methods']))
-  return ReportExtras(outputs=outputs, metrics={'attribution': content['methods']},
-                      data={'journeys': content['journeys'], 'converting_journeys': content['converting_journeys']})
+  data = {key: content[key] for key in ('journeys', 'converting_journeys', 'incremental_conversions') if key in content}
+  return ReportExtras(outputs=outputs, metrics={'attribution': content['methods']}, data=data)
 
 
 def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, serving_dir: str,

@@ -7,6 +7,7 @@ import pytest
 
 from conftest import REPO
 from pipelines import attribution_baselines as baselines
+from pipelines.components import campaign_report
 
 sys.path.insert(0, os.path.join(REPO, 'data', 'attribution'))
 import simulate  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -85,3 +86,19 @@ def test_bundled_ground_truth_matches_the_simulator_design():
   assert int(truth['c01']['impressions']) > 10 * int(truth['c15']['impressions'])
   assert int(truth['c01']['true_incremental_conversions']) < int(truth['c15']['true_incremental_conversions']) / 5
   assert int(truth['c09']['true_incremental_conversions']) == 0  # no effect, no incremental conversion
+
+
+def test_attention_splits_only_the_incremental_part_of_each_conversion():
+  # p = 0.5, p0 = 0.2: 60% of the conversion is the touches'; p below p0: none of it.
+  assert campaign_report.incremental_share(0.5, 0.2) == pytest.approx(0.6)
+  assert campaign_report.incremental_share(0.1, 0.2) == 0.0
+  attended = [campaign_report.Attended('u/0', J(['a', 'b'], [5.0, 0.0], True), [0.25, 0.75], 0.6),
+              campaign_report.Attended('v/0', J(['b'], [0.0], True), [1.0], 0.0)]
+  per_campaign, positions = campaign_report.attention_tables(attended)
+  assert per_campaign['a']['attributed_conversions'] == pytest.approx(0.15)
+  assert per_campaign['b']['attributed_conversions'] == pytest.approx(0.45)
+  assert per_campaign['a']['full_credit_conversions'] == pytest.approx(0.25)
+  assert per_campaign['b']['full_credit_conversions'] == pytest.approx(1.75)
+  assert per_campaign['b']['total_attention'] == pytest.approx(1.75) and per_campaign['b']['touches'] == 2
+  assert {(r['journey_length'], r['touches_before_conversion']): r['mean_attention'] for r in positions} == {
+      (2, 1): 0.25, (2, 0): 0.75, (1, 0): 1.0}

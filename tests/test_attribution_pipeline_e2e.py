@@ -17,7 +17,7 @@ from pipelines.components import campaign_report
 SAMPLE = os.path.join(REPO, 'data', 'attribution', 'impressions_sample.csv')
 TRUTH = os.path.join(REPO, 'data', 'attribution', 'ground_truth_sample.csv')
 BAD_ROWS = ['u999001,not-a-time,c01,0', ',1704067300,c02,0', 'u999002,1704067300,,1', 'u999003,1704067300,c03,yes']
-METHODS = {'attention', 'last_touch', 'first_touch', 'linear', 'time_decay', 'markov'}
+METHODS = {'attention', 'attention_full_credit', 'last_touch', 'first_touch', 'linear', 'time_decay', 'markov'}
 COMPONENTS = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'AnomaliesGate',
               'Transform', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator', 'Pusher', 'BulkInferrer',
               'PredictionsExport', 'CampaignReport'}
@@ -113,14 +113,19 @@ def test_campaign_report_and_attribution_against_ground_truth(attribution_run):
   assert list(rows[0]) == ['campaign', 'total_attention', 'average_attention', 'attributed_conversions']
   assert [r['campaign'] for r in rows] == campaigns
   conversions = first['data']['converting_journeys']
-  assert sum(float(r['attributed_conversions']) for r in rows) == pytest.approx(conversions, rel=1e-4)
-  # Attention sums to one per converting journey: total attention is the attributed conversions.
-  for row in rows:
-    assert float(row['total_attention']) == pytest.approx(float(row['attributed_conversions']), abs=1e-4)
   attribution = first['metrics']['attribution']
   assert set(attribution) == METHODS
+  # Attention sums to one per converting journey: total attention is the whole-conversion split.
+  full_credit = attribution['attention_full_credit']['attributed_conversions']
+  for row in rows:
+    assert float(row['total_attention']) == pytest.approx(full_credit[row['campaign']], abs=1e-4)
+  # `attention` splits only each conversion's incremental part: between none and all of the conversions.
+  incremental = first['data']['incremental_conversions']
+  assert 0 < incremental < conversions
+  assert sum(float(r['attributed_conversions']) for r in rows) == pytest.approx(incremental, rel=1e-4)
   for method, entry in attribution.items():
-    assert sum(entry['attributed_conversions'].values()) == pytest.approx(conversions, rel=1e-4), method
+    expected = incremental if method == 'attention' else conversions
+    assert sum(entry['attributed_conversions'].values()) == pytest.approx(expected, rel=1e-4), method
     assert -1 <= entry['spearman'] <= 1 and entry['abs_error'] >= 0, method
   # The comparison is the campaign report's attributed conversions against the ground-truth file.
   truth = campaign_report.read_truth(TRUTH)
@@ -160,6 +165,10 @@ def test_attention_signature_of_the_pushed_model(attribution_run):
   np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
   probability = outputs['conversion_probability'].numpy()
   assert np.all((probability > 0) & (probability < 1))
+  # base_probability: the same journeys with every touch removed, i.e. one value for all of them.
+  base = outputs['base_probability'].numpy()
+  assert base.shape == probability.shape and np.all((base > 0) & (base < 1))
+  np.testing.assert_allclose(base, base[0], rtol=1e-6)
   # The campaign vocabulary is an asset of the transform graph inside the SavedModel.
   assets = os.listdir(os.path.join(first['pushed_model'], 'assets'))
   assert any(name.startswith('campaign') for name in assets), assets

@@ -6,20 +6,30 @@ the end) and every journey of the ExamplesBuilder's train/eval/test splits (the 
 that did not convert too). Writes into its `report` artifact:
 - campaign_report.csv: campaign,total_attention,average_attention,attributed_conversions, one row per campaign
   seen in the journeys (total_attention: sum of the campaign's attention weights over the converting journeys;
-  average_attention: per touch; attributed_conversions: its attention-weighted share of each conversion);
+  average_attention: per touch; attributed_conversions: its attention-weighted share of the incremental part of
+  each conversion, see below);
 - attribution.json: {'methods': {method: {'attributed_conversions': {campaign: n}, 'spearman', 'abs_error'}},
-  'journeys', 'converting_journeys', 'ground_truth', 'model_blessed'}; `spearman` and `abs_error` only with a
-  ground-truth file, `attention` only when the model was blessed (BulkInferrer writes nothing otherwise);
+  'journeys', 'converting_journeys', 'incremental_conversions', 'model_blessed'}; `spearman` and `abs_error` only
+  with a ground-truth file, the attention methods only when the model was blessed (BulkInferrer writes nothing
+  otherwise);
 - attention_by_position.csv: mean attention by touches before the conversion (0 = last touch) and length;
 - campaign_report.png (attributed conversions per campaign by method, with the truth) and
   attention_by_position.png.
 Memory holds one small tuple per journey (fine to a few million journeys).
+
+Attention splits a conversion between its touches, but part of every conversion would have happened without any
+campaign (the base rate). Giving campaigns the whole conversion credits reach, not effect: on the bundled data
+that ranks campaigns no better than chance against the ground truth. So `attention` (and the CSV's
+attributed_conversions) splits only the conversion's incremental part by attention: each converting journey
+counts max(0, 1 - p0 / p), p its conversion probability and p0 the model's probability for the same journey with
+every touch removed (`base_probability` of the attention signature). `attention_full_credit` is the plain split
+of whole conversions, kept for comparison.
 """
 import csv
 import collections
 import json
 import os
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -74,31 +84,47 @@ def read_journeys(examples: types.Artifact) -> List[baselines.Journey]:
   return found
 
 
-def read_attention(inference_uri: str) -> Iterator[Tuple[str, baselines.Journey, List[float]]]:
-  """(journey_id, journey, attention weights over its real touches) per PredictionLog of the attention
-  signature."""
+class Attended(NamedTuple):
+  """One converting journey scored with the attention signature."""
+  journey_id: str
+  journey: baselines.Journey
+  weights: List[float]       # attention over its real touches
+  incremental_share: float   # max(0, 1 - base_probability / conversion_probability)
+
+
+def incremental_share(probability: float, base_probability: float) -> float:
+  """The part of a conversion the journey's touches account for: max(0, 1 - p0 / p)."""
+  return max(0.0, 1.0 - base_probability / probability) if probability > 0 else 0.0
+
+
+def read_attention(inference_uri: str) -> Iterator[Attended]:
+  """One Attended per PredictionLog of the attention signature."""
   for record in _records(os.path.join(inference_uri, '*.gz')):
     log = prediction_log_pb2.PredictionLog.FromString(record).predict_log
     row = beam_io.example_to_row(tf.train.Example.FromString(next(iter(log.request.inputs.values())).string_val[0]))
-    weights = tf.make_ndarray(log.response.outputs[module.ATTENTION]).reshape(-1)
+    outputs = {name: tf.make_ndarray(log.response.outputs[name]).reshape(-1)
+               for name in (module.ATTENTION, module.PREDICTION, module.BASE_PREDICTION)}
     mask = _as_list(row[module.MASK])
-    yield row[module.KEY], journey_of(row), [float(weights[i]) for i, m in enumerate(mask) if m]
+    yield Attended(row[module.KEY], journey_of(row),
+                   [float(outputs[module.ATTENTION][i]) for i, m in enumerate(mask) if m],
+                   incremental_share(float(outputs[module.PREDICTION][0]), float(outputs[module.BASE_PREDICTION][0])))
 
 
-def attention_tables(attended: List[Tuple[str, baselines.Journey, List[float]]]
-                     ) -> Tuple[Dict[str, Dict[str, float]], List[Dict[str, Any]]]:
-  """Per campaign {total_attention, touches, attributed_conversions} and rows of mean attention by touches
-  before the conversion (0 = last) for each journey length."""
+def attention_tables(attended: List[Attended]) -> Tuple[Dict[str, Dict[str, float]], List[Dict[str, Any]]]:
+  """Per campaign {total_attention, touches, attributed_conversions (attention share of each conversion's
+  incremental part), full_credit_conversions (attention share of whole conversions)} and rows of mean attention
+  by touches before the conversion (0 = last) for each journey length."""
   per_campaign: Dict[str, Dict[str, float]] = collections.defaultdict(
-      lambda: {'total_attention': 0.0, 'touches': 0, 'attributed_conversions': 0.0})
+      lambda: {'total_attention': 0.0, 'touches': 0, 'attributed_conversions': 0.0, 'full_credit_conversions': 0.0})
   by_position: Dict[Tuple[int, int], List[float]] = collections.defaultdict(list)
-  for _, journey, weights in attended:
+  for _, journey, weights, incremental in attended:
     share = np.asarray(weights) / max(float(np.sum(weights)), 1e-12)
     for i, (campaign, weight) in enumerate(zip(journey.campaigns, weights)):
       entry = per_campaign[campaign]
       entry['total_attention'] += weight
       entry['touches'] += 1
-      entry['attributed_conversions'] += float(share[i])
+      entry['attributed_conversions'] += float(share[i]) * incremental
+      entry['full_credit_conversions'] += float(share[i])
       by_position[(len(weights), len(weights) - 1 - i)].append(weight)
   rows = [{'journey_length': length, 'touches_before_conversion': back, 'journeys': len(values),
            'mean_attention': float(np.mean(values))} for (length, back), values in sorted(by_position.items())]
@@ -147,8 +173,7 @@ def _plots(directory: str, methods: Dict[str, Dict[str, Any]], campaigns: List[s
   plt.close(figure)
 
 
-def write_report(directory: str, journeys: List[baselines.Journey],
-                 attended: Optional[List[Tuple[str, baselines.Journey, List[float]]]],
+def write_report(directory: str, journeys: List[baselines.Journey], attended: Optional[List[Attended]],
                  truth: Optional[Dict[str, float]], half_life_hours: float) -> Dict[str, Any]:
   """Writes the report files (module docstring) into `directory` and returns attribution.json's content.
   attended: None when the model was not blessed (no attention); truth: None without ground truth."""
@@ -156,8 +181,8 @@ def write_report(directory: str, journeys: List[baselines.Journey],
   campaigns = sorted({c for j in journeys for c in j.campaigns})
   per_campaign, position_rows = attention_tables(attended or [])
   if attended is not None:
-    methods['attention'] = {'attributed_conversions': {
-        c: per_campaign[c]['attributed_conversions'] for c in campaigns if c in per_campaign}}
+    for method, key in (('attention', 'attributed_conversions'), ('attention_full_credit', 'full_credit_conversions')):
+      methods[method] = {'attributed_conversions': {c: per_campaign[c][key] for c in campaigns if c in per_campaign}}
   for name, attributed in baselines.all_baselines(journeys, half_life_hours).items():
     methods[name] = {'attributed_conversions': attributed}
   if truth is not None:
@@ -179,6 +204,8 @@ def write_report(directory: str, journeys: List[baselines.Journey],
   _plots(directory, methods, campaigns, truth, position_rows)
   content = {'methods': methods, 'journeys': len(journeys),
              'converting_journeys': sum(1 for j in journeys if j.converted), 'model_blessed': attended is not None}
+  if attended is not None:
+    content['incremental_conversions'] = float(sum(a.incremental_share for a in attended))
   with tf.io.gfile.GFile(os.path.join(directory, ATTRIBUTION_JSON), 'w') as f:
     json.dump(content, f, indent=2, sort_keys=True)
   return content
