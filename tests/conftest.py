@@ -1,4 +1,5 @@
-"""Test set-up: Keras 2 for every process, the repository root on sys.path, one shared CLV pipeline run."""
+"""Test set-up: Keras 2 for every process, the repository root on sys.path, and the pipeline runs that several
+test modules share (session fixtures here run once; a fixture imported into a second module would run again)."""
 import json
 import os
 import sys
@@ -10,6 +11,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 SAMPLE = os.path.join(REPO, 'data', 'clv', 'transactions_sample.csv')
+SALES_SAMPLE = os.path.join(REPO, 'data', 'sales_forecast', 'sales_sample.csv')
 BAD_ROWS = ['77777,not-a-date,1,10.00', '77778,1997-02-01,1,-5.00', ',1997-02-01,1,5.00']
 
 
@@ -42,3 +44,14 @@ def clv_run(tmp_path_factory):
   assert main(args) == 0
   second = json.loads((out / 'summary.json').read_text())
   return out, first, second, executions_after_first, _executions(str(out / 'metadata.sqlite'))
+
+
+@pytest.fixture(scope='session')
+def sales_run(tmp_path_factory):
+  """(output dir runs/sales_forecast, summary) of one sales_forecast run on the sample with 3 epochs."""
+  from pipelines.__main__ import main  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp('sales_e2e')
+  args = ['run', 'sales_forecast', '--data', SALES_SAMPLE, '--output', str(root / 'runs'), '--set', 'epochs=3']
+  assert main(args) == 0
+  out = root / 'runs' / 'sales_forecast'
+  return out, json.loads((out / 'summary.json').read_text())

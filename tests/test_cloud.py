@@ -95,8 +95,10 @@ def test_dataflow_args_are_what_beam_and_dataflow_accept():
   assert (workers.machine_type, workers.max_num_workers, workers.disk_size_gb) == ('n2-standard-8', 25, 50)
   assert workers.sdk_container_image == IMAGE
   assert 'use_runner_v2' in options.view_as(pipeline_options.DebugOptions).experiments
-  # Dataflow's own option checks (project id, region, GCS paths) find nothing to complain about.
-  assert PipelineOptionsValidator(options, DataflowRunner()).validate() == []
+  # Dataflow's own option checks (project id, region, GCS paths) find nothing to complain about. dry_run skips
+  # only Beam's bucket soft-delete lookup, which needs credentials and GCS (2 minutes of retries offline).
+  dry_run = pipeline_options.PipelineOptions(args + ['--dry_run=True'])
+  assert PipelineOptionsValidator(dry_run, DataflowRunner()).validate() == []
 
 
 def test_dataflow_setup_file_replaces_the_worker_image():

@@ -6,13 +6,13 @@ import nbclient
 import nbformat
 import pytest
 
-from test_sales_forecast_pipeline_e2e import REPO, sales_run  # pylint: disable=unused-import (the shared run)
+from conftest import REPO
 
 NOTEBOOK = os.path.join(REPO, 'notebooks', 'sales_forecast.ipynb')
 SUMMARY_PREFIX = 'NOTEBOOK_SUMMARY '
 
 
-def test_notebook_runs_and_agrees_with_the_summary(sales_run):  # pylint: disable=redefined-outer-name
+def test_notebook_runs_and_agrees_with_the_summary(sales_run):
   out, summary = sales_run
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   assert not any(cell.get('outputs') for cell in notebook.cells if cell.cell_type == 'code')

@@ -8,31 +8,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import SALES_SAMPLE as SAMPLE
 from modules import sales_forecast as sf
 from pipelines.__main__ import main
 from pipelines.components import beam_io
 from pipelines.sales_forecast import line_to_row, read_split
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = os.path.join(REPO, 'data', 'sales_forecast', 'sales_sample.csv')
 COMPONENTS = {'CsvLinesExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
               'AnomaliesGate', 'Transform', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator', 'Pusher',
               'BulkInferrer', 'PredictionsExport'}
 
 
-@pytest.fixture(scope='session')
-def sales_run(tmp_path_factory):
-  """(output dir runs/sales_forecast, summary) of one run on the sample with 3 epochs (also used by
-  test_notebook_sales_forecast.py)."""
-  root = tmp_path_factory.mktemp('sales_e2e')
-  assert main(['run', 'sales_forecast', '--data', SAMPLE, '--output', str(root / 'runs'), '--set', 'epochs=3']) == 0
-  out = root / 'runs' / 'sales_forecast'
-  return out, json.loads((out / 'summary.json').read_text())
-
-
 @pytest.fixture(name='run')
-def run_fixture(sales_run):  # pylint: disable=redefined-outer-name
-  """The shared run."""
+def run_fixture(sales_run):
+  """The shared run (conftest.sales_run)."""
   return sales_run
 
 
