@@ -5,6 +5,7 @@
       [--runner local|dataflow|vertex] [--project P --region R --temp-location gs://... --image IMAGE]
       [--set key=value ...]
   python -m pipelines compile USE_CASE --runner vertex --output SPEC.json [--image IMAGE] [--data ...] [...]
+  python -m pipelines run batch_inference [--model PATH | --from USE_CASE] [--rows N] [--data FILES|bq://...]
 
 User errors (unknown use case, missing data, bad setting, invalid BigQuery identifier, missing cloud
 flags or credentials) print one line on stderr and exit 2. A failed run prints the failing reason on
@@ -34,6 +35,12 @@ def _add_pipeline_arguments(parser: argparse.ArgumentParser, runners: List[str],
   parser.add_argument('--runner', default=runners[0], choices=runners, help=f'default: {runners[0]}')
   parser.add_argument('--set', dest='settings', action='append', default=[], metavar='KEY=VALUE',
                       help='override a setting; see `list`')
+  scoring = parser.add_argument_group('batch_inference')
+  scoring.add_argument('--model', help='a SavedModel whose serving signature takes serialized tf.Examples '
+                       '(a pushed model folder or a Trainer model artifact)')
+  scoring.add_argument('--from', dest='from_use_case', metavar='USE_CASE',
+                       help="score the latest model USE_CASE pushed (found in --output's ML Metadata)")
+  scoring.add_argument('--rows', type=int, help='rows of the generated default input (default 200000)')
   cloud = parser.add_argument_group('Google Cloud (dataflow, vertex and bq:// input)')
   cloud.add_argument('--project', default=os.environ.get('GOOGLE_CLOUD_PROJECT'),
                      help='project id (default: $GOOGLE_CLOUD_PROJECT)')
@@ -104,11 +111,18 @@ def _pipeline(args: argparse.Namespace):
   from pipelines import runners  # pylint: disable=g-import-not-at-top
   use_case = registry.get(args.use_case)
   settings = registry.resolve_settings(use_case, args.settings)
+  if use_case.prepare is None and (args.model or args.from_use_case or args.rows is not None):
+    raise registry.UsageError(f'--model, --from and --rows are for batch_inference, not {use_case.name}')
   bigquery_input = bool(args.data) and bigquery.is_bigquery_uri(args.data)
   if args.runner != 'local' and not args.data:
     raise registry.UsageError(f'--runner {args.runner} needs --data gs://.../file.csv or bq://project.dataset.table')
   data_uri = args.data or use_case.default_data
-  if '://' not in data_uri:
+  if use_case.prepare is not None:
+    try:
+      data_uri, settings = use_case.prepare(args, settings, lambda name: _run_first(name, args.output))
+    except ValueError as e:
+      raise registry.UsageError(str(e).splitlines()[0]) from None
+  elif '://' not in data_uri:
     if args.runner != 'local':
       raise registry.UsageError(f'--runner {args.runner} cannot read the local file {data_uri}: copy it to gs:// '
                                 'or load it into BigQuery and pass that as --data')
@@ -134,6 +148,13 @@ def _pipeline(args: argparse.Namespace):
   return use_case, settings, data_uri, cloud, output_dir, pipeline
 
 
+def _run_first(use_case_name: str, output: str) -> None:
+  """Runs another use case's pipeline into the same --output (batch_inference's default model), or UsageError."""
+  print(f'no pushed {use_case_name} model under {output}: running the {use_case_name} pipeline first', file=sys.stderr)
+  if main(['run', use_case_name, '--output', output]) != 0:
+    raise registry.UsageError(f'the {use_case_name} pipeline run that batch_inference needs failed')
+
+
 def _compile(args: argparse.Namespace) -> int:
   from pipelines import runners  # pylint: disable=g-import-not-at-top
   _, _, _, cloud, _, pipeline = _pipeline(args)
@@ -149,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
   use_case, settings, data_uri, cloud, output_dir, pipeline = _pipeline(args)
   if cloud is not None:
     _check_credentials()
-    if data_uri.startswith('gs://'):
+    if data_uri.startswith('gs://') and use_case.prepare is None:
       registry.check_csv_header(data_uri, use_case.required_columns)
 
   if args.runner == 'vertex':

@@ -3,7 +3,7 @@ import dataclasses
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from pipelines import attribution, clv, sales_forecast
+from pipelines import attribution, batch_inference, clv, sales_forecast
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,6 +42,9 @@ class UseCase:
   # (settings, artifact(node_id, output_key), predictions csv, output dir) -> report.ReportExtras: extra
   # outputs {name: path} (PNG plots are shown in report.md), metrics per model and data counts
   report_extras: Optional[Callable[..., Any]] = None
+  # (CLI args, settings, run_use_case(name)) -> (data URI, settings): resolves flags such as --model / --from
+  # into settings before create_pipeline (which stays pure wiring); ValueError for a user error
+  prepare: Optional[Callable[..., Tuple[str, Dict[str, Any]]]] = None
   # (metric key, title) rows of report.md's metrics table
   reported_metrics: Sequence[Tuple[str, str]] = (
       ('example_count', 'examples'), ('mean_absolute_error', 'MAE'), ('root_mean_squared_error', 'RMSE'),
@@ -87,6 +90,18 @@ USE_CASES: Dict[str, UseCase] = {
         reported_models=sales_forecast.REPORTED_MODELS,
         report_extras=sales_forecast.report_extras,
         reported_metrics=sales_forecast.REPORTED_METRICS),
+    'batch_inference': UseCase(
+        name='batch_inference',
+        description='Batch inference: a pushed model (--model PATH / --from USE_CASE) over keyed files or BigQuery',
+        create_pipeline=batch_inference.create_pipeline,
+        default_data=batch_inference.DEFAULT_DATA,
+        required_columns=batch_inference.REQUIRED_COLUMNS,
+        settings=batch_inference.SETTINGS,
+        setting_choices=batch_inference.SETTING_CHOICES,
+        reported_models=batch_inference.REPORTED_MODELS,
+        report_extras=batch_inference.report_extras,
+        reported_metrics=batch_inference.REPORTED_METRICS,
+        prepare=batch_inference.prepare),
 }
 
 

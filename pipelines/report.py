@@ -208,6 +208,7 @@ def build_summary(use_case, nodes: Dict[str, NodeRun], output_dir: str, runner: 
   if rows_scored is not None:
     data['rows_scored'] = rows_scored
     outputs['predictions'] = predictions_path
+  if predictions is not None:  # extras also for predictions not written as CSV (JSONL files, a BigQuery table)
     if use_case.report_extras:
       extras = use_case.report_extras(settings, lambda node_id, key: _output(nodes, node_id, key),
                                       predictions_path, output_dir)

@@ -1,12 +1,18 @@
-"""PredictionsExport: BulkInferrer's PredictionLogs -> keyed CSV files, with rows counted (Beam).
+"""PredictionsExport: BulkInferrer's PredictionLogs -> keyed CSV or JSONL files or a BigQuery table, counted (Beam).
 
 Each PredictionLog of a Predict signature carries the serialized input tf.Example (from which the key
-feature is read, so keys travel through BulkInferrer untouched) and the named output tensors. The CSV has
-the key column, the chosen outputs, then any `carry_features` copied from the input example (e.g. another
-model's prediction columns), one row per scored example, in `num_shards` files named
-`predictions-SSSSS-of-NNNNN.csv` in the output artifact. `counts.json` records `rows_out`.
-When the model was not blessed, BulkInferrer writes nothing; the export then writes a header-only file and
-records `model_blessed: 0`, so the report can say why there are no predictions.
+feature is read, so keys travel through BulkInferrer untouched) and the named output tensors. A row has
+the key column, the chosen outputs (all of the signature's, sorted, when none are named), then any
+`carry_features` copied from the input example (e.g. another model's prediction columns), one row per
+scored example:
+- `csv` (default): `num_shards` files `predictions-SSSSS-of-NNNNN.csv` in the output artifact, one value per
+  cell (an output's first value);
+- `jsonl`: `predictions-SSSSS-of-NNNNN.jsonl`, one JSON object per line, multi-valued outputs as lists;
+- `bigquery`: the table `output_table` (`bq://project.dataset.table`, validated), schema from the first
+  log's outputs and key (multi-valued outputs REPEATED), written with `write_disposition`.
+`counts.json` records `rows_out`. When the model was not blessed, BulkInferrer writes nothing; the export
+then writes a header-only CSV (no rows otherwise) and records `model_blessed: 0`, so the report can say why
+there are no predictions.
 """
 import csv
 import io
@@ -23,9 +29,13 @@ from tfx.dsl.components.base import base_beam_component, base_beam_executor, exe
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from pipelines import bigquery
 from pipelines.components import beam_io
 
 PREDICTIONS_PREFIX = 'predictions'
+OUTPUT_FORMATS = ('csv', 'jsonl', 'bigquery')
+WRITE_DISPOSITIONS = ('WRITE_TRUNCATE', 'WRITE_APPEND', 'WRITE_EMPTY')
+_BQ_TYPES = {'int64_list': 'INTEGER', 'float_list': 'FLOAT', 'bytes_list': 'STRING'}
 
 
 class Predictions(types.Artifact):
@@ -40,6 +50,9 @@ class PredictionsExportSpec(types.ComponentSpec):
       'output_names': ExecutionParameter(type=str),
       'carry_features': ExecutionParameter(type=str),
       'num_shards': ExecutionParameter(type=int),
+      'output_format': ExecutionParameter(type=str, optional=True),
+      'output_table': ExecutionParameter(type=str, optional=True),
+      'write_disposition': ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {'inference_result': ChannelParameter(type=standard_artifacts.InferenceResult)}
   OUTPUTS = {'predictions': ChannelParameter(type=Predictions)}
@@ -62,6 +75,64 @@ def prediction_row(log: prediction_log_pb2.PredictionLog, key_feature: str, outp
           + [example[name] for name in carry_features])
 
 
+def _value(array: Any) -> Any:
+  values = array.reshape(-1).tolist()
+  values = [v.decode('utf-8', errors='replace') if isinstance(v, bytes) else v for v in values]
+  return values[0] if len(values) == 1 else values
+
+
+def prediction_record(log: prediction_log_pb2.PredictionLog, key_feature: str, output_names: List[str],
+                      carry_features: List[str]) -> Dict[str, Any]:
+  """{key, outputs..., carried...} from one PredictionLog; an output with several values per example is a list."""
+  request = log.predict_log.request
+  example = beam_io.example_to_row(tf.train.Example.FromString(next(iter(request.inputs.values())).string_val[0]))
+  outputs = log.predict_log.response.outputs
+  record = {key_feature: example[key_feature],
+            **{name: _value(tf.make_ndarray(outputs[name])) for name in output_names}}
+  record.update({name: example[name] for name in carry_features})
+  return record
+
+
+def first_log(pattern: str) -> prediction_log_pb2.PredictionLog:
+  """The first PredictionLog in the GZIP TFRecord files matching `pattern`."""
+  for record in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)), compression_type='GZIP').take(1):
+    return prediction_log_pb2.PredictionLog.FromString(record.numpy())
+  raise ValueError(f'no PredictionLog in {pattern}')
+
+
+def bigquery_schema(log: prediction_log_pb2.PredictionLog, key_feature: str, output_names: List[str],
+                    carry_features: List[str]) -> Dict[str, List[Dict[str, str]]]:
+  """The output table's schema (WriteToBigQuery's dict form) from one PredictionLog: the key (REQUIRED,
+  typed as its tf.Example feature), the outputs (typed by their tensor dtype; REPEATED when an example has
+  several values) and the carried features."""
+  request = log.predict_log.request
+  example = tf.train.Example.FromString(next(iter(request.inputs.values())).string_val[0])
+  fields = []
+  for name in [key_feature] + carry_features:
+    kind = example.features.feature[name].WhichOneof('kind')
+    fields.append({'name': bigquery.column(name).strip('`'), 'type': _BQ_TYPES[kind],
+                   'mode': 'REQUIRED' if name == key_feature else 'NULLABLE'})
+  for name in output_names:
+    array = tf.make_ndarray(log.predict_log.response.outputs[name])
+    kind = ('BOOLEAN' if array.dtype == bool else 'INTEGER' if array.dtype.kind in 'iu'
+            else 'FLOAT' if array.dtype.kind == 'f' else 'STRING')
+    fields.append({'name': bigquery.column(name).strip('`'), 'type': kind,
+                   'mode': 'REPEATED' if array.size > 1 else 'NULLABLE'})
+  return {'fields': fields}
+
+
+def bigquery_sink(output_table: str, schema: Dict[str, Any], write_disposition: str) -> beam.PTransform:
+  """WriteToBigQuery for `bq://project.dataset.table` (identifiers validated), creating the table when needed."""
+  if write_disposition not in WRITE_DISPOSITIONS:
+    raise ValueError(f'write_disposition must be one of {WRITE_DISPOSITIONS}, got {write_disposition!r}')
+  table = bigquery.BigQueryTable.parse(output_table)
+  return beam.io.WriteToBigQuery(
+      table=f'{table.project}:{table.dataset}.{table.table}', schema=schema,
+      create_disposition=beam.io.BigQueryDisposition.CREATE_IF_NEEDED,
+      write_disposition=getattr(beam.io.BigQueryDisposition, write_disposition),
+      method=beam.io.WriteToBigQuery.Method.FILE_LOADS)
+
+
 def _csv_line(values: List[Any]) -> str:
   buffer = io.StringIO()
   csv.writer(buffer, lineterminator='').writerow(values)
@@ -69,7 +140,7 @@ def _csv_line(values: List[Any]) -> str:
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
-  """Reads PredictionLogs, writes CSV shards and counts."""
+  """Reads PredictionLogs, writes CSV or JSONL shards or a BigQuery table, and counts."""
 
   def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
@@ -78,30 +149,51 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     key_feature = exec_properties['key_feature']
     output_names = json.loads(exec_properties['output_names'])
     carry_features = json.loads(exec_properties['carry_features'])
-    header = ','.join([key_feature] + output_names + carry_features)
+    output_format = exec_properties.get('output_format') or 'csv'
+    if output_format not in OUTPUT_FORMATS:
+      raise ValueError(f'output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}')
     pattern = os.path.join(inference_result.uri, '*.gz')
     blessed = bool(tf.io.gfile.glob(pattern))
+    if blessed and (not output_names or output_format == 'bigquery'):
+      log = first_log(pattern)
+      output_names = output_names or sorted(log.predict_log.response.outputs)
+    prefix = os.path.join(predictions.uri, PREDICTIONS_PREFIX)
     with self._make_beam_pipeline() as pipeline:
       if blessed:
-        rows = (pipeline
-                | 'ReadLogs' >> beam.io.ReadFromTFRecord(
-                    pattern, coder=beam.coders.ProtoCoder(prediction_log_pb2.PredictionLog))
-                | 'ToRow' >> beam.Map(prediction_row, key_feature, output_names, carry_features))
+        logs = pipeline | 'ReadLogs' >> beam.io.ReadFromTFRecord(
+            pattern, coder=beam.coders.ProtoCoder(prediction_log_pb2.PredictionLog))
       else:
         logging.warning('No prediction logs in %s: the model was not blessed, nothing was scored.',
                         inference_result.uri)
-        rows = pipeline | 'NoRows' >> beam.Create([])
-      _ = (rows
-           | 'ToCsv' >> beam.Map(_csv_line)
-           | 'WriteCsv' >> beam.io.WriteToText(os.path.join(predictions.uri, PREDICTIONS_PREFIX),
-                                               file_name_suffix='.csv', header=header,
-                                               num_shards=exec_properties['num_shards']))
-      _ = (rows | 'CountRows' >> beam.Map(lambda _: ('rows_out', 1))
+        logs = pipeline | 'NoRows' >> beam.Create([])
+      if output_format == 'csv':
+        _ = (logs
+             | 'ToRow' >> beam.Map(prediction_row, key_feature, output_names, carry_features)
+             | 'ToCsv' >> beam.Map(_csv_line)
+             | 'WriteCsv' >> beam.io.WriteToText(prefix, file_name_suffix='.csv',
+                                                 header=','.join([key_feature] + output_names + carry_features),
+                                                 num_shards=exec_properties['num_shards']))
+      else:
+        records = logs | 'ToRecord' >> beam.Map(prediction_record, key_feature, output_names, carry_features)
+        if output_format == 'jsonl':
+          _ = (records
+               | 'ToJson' >> beam.Map(json.dumps)
+               | 'WriteJsonl' >> beam.io.WriteToText(prefix, file_name_suffix='.jsonl',
+                                                     num_shards=exec_properties['num_shards']))
+        elif blessed:
+          _ = records | 'WriteBigQuery' >> bigquery_sink(
+              exec_properties['output_table'], bigquery_schema(log, key_feature, output_names, carry_features),
+              exec_properties.get('write_disposition') or 'WRITE_TRUNCATE')
+      _ = (logs | 'CountRows' >> beam.Map(lambda _: ('rows_out', 1))
            | 'WriteCounts' >> beam_io.WriteCounts(predictions.uri))
     counts = beam_io.read_counts(predictions.uri)
     predictions.set_int_custom_property('rows_out', counts.get('rows_out', 0))
     predictions.set_int_custom_property('model_blessed', int(blessed))
-    logging.info('PredictionsExport wrote %d rows to %s', counts.get('rows_out', 0), predictions.uri)
+    predictions.set_string_custom_property('output_format', output_format)
+    if output_format == 'bigquery':
+      predictions.set_string_custom_property('output_table', exec_properties['output_table'])
+    logging.info('PredictionsExport wrote %d rows (%s) to %s', counts.get('rows_out', 0), output_format,
+                 exec_properties.get('output_table') if output_format == 'bigquery' else predictions.uri)
 
 
 class PredictionsExport(base_beam_component.BaseBeamComponent):
@@ -111,11 +203,22 @@ class PredictionsExport(base_beam_component.BaseBeamComponent):
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
   def __init__(self, inference_result: types.BaseChannel, key_feature: str, output_names: List[str],
-               carry_features: Optional[List[str]] = None, num_shards: int = 1):
+               carry_features: Optional[List[str]] = None, num_shards: int = 1, output_format: str = 'csv',
+               output_table: str = '', write_disposition: str = 'WRITE_TRUNCATE'):
     """Args: inference_result (BulkInferrer output), key_feature (carried from the input example),
-    output_names (signature outputs to write, in order), carry_features (input features to copy after the
-    outputs), num_shards (CSV files)."""
+    output_names (signature outputs to write, in order; empty: all, sorted), carry_features (input features
+    to copy after the outputs), num_shards (files; 0 lets Beam choose), output_format ('csv', 'jsonl' or
+    'bigquery'), output_table (bq://project.dataset.table for 'bigquery'), write_disposition (BigQuery's
+    WRITE_TRUNCATE, WRITE_APPEND or WRITE_EMPTY).
+    Raises bigquery.InvalidIdentifier for an invalid output table, ValueError for an unknown format."""
+    if output_format not in OUTPUT_FORMATS:
+      raise ValueError(f'output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}')
+    if output_format == 'bigquery':
+      bigquery.BigQueryTable.parse(output_table)
+      if write_disposition not in WRITE_DISPOSITIONS:
+        raise ValueError(f'write_disposition must be one of {WRITE_DISPOSITIONS}, got {write_disposition!r}')
     super().__init__(spec=PredictionsExportSpec(
         inference_result=inference_result, key_feature=key_feature, output_names=json.dumps(output_names),
-        carry_features=json.dumps(carry_features or []), num_shards=num_shards,
+        carry_features=json.dumps(carry_features or []), num_shards=num_shards, output_format=output_format,
+        output_table=output_table, write_disposition=write_disposition,
         predictions=types.Channel(type=Predictions)))

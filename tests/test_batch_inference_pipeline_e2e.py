@@ -1,0 +1,118 @@
+"""batch_inference end to end with LocalDagRunner, on the CLV model the session's `clv_run` pushed:
+keyed customers with bad rows (--from clv), and CLV's raw transactions (its own build_examples' score split)."""
+import csv
+import glob
+import json
+import os
+import sys
+
+import pytest
+
+from pipelines import batch_inference as pipeline_bi
+from pipelines.__main__ import main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'data', 'batch_inference'))
+import generate  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+ROWS = 300
+BAD_LINES = ['0000005,1,2,3', ',1,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0',  # malformed line, missing key
+             '9999999,one,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0',  # unparsable value
+             '0000007,0,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0']  # a second 0000007: duplicate key
+
+
+def _read_predictions(output):
+  rows = []
+  for shard in sorted(glob.glob(os.path.join(output, 'predictions-*-of-*.csv'))):
+    with open(shard) as f:
+      rows += list(csv.DictReader(f))
+  return rows
+
+
+@pytest.fixture(scope='session')
+def keyed_run(clv_run):
+  """batch_inference --from clv over ROWS generated customers plus BAD_LINES: (output dir, summary, input rows)."""
+  runs = clv_run[0].parent
+  data = runs.parent / 'scoring' / 'customers.csv'
+  generate.write_csv(str(data), ROWS, seed=7)
+  with open(data, 'a') as f:
+    f.write('\n'.join(BAD_LINES) + '\n')
+  assert main(['run', 'batch_inference', '--from', 'clv', '--data', str(data), '--output', str(runs)]) == 0
+  out = runs / 'batch_inference'
+  with open(data) as f:
+    inputs = list(csv.DictReader(f))
+  return out, json.loads((out / 'summary.json').read_text()), inputs
+
+
+def test_keys_come_back_unchanged_and_complete(keyed_run):
+  out, summary, inputs = keyed_run
+  predictions = _read_predictions(str(out))
+  keys = [row['customer_id'] for row in predictions]
+  expected = {generate.customer_id(i) for i in range(ROWS)} - {'0000007'}  # duplicated by a bad line
+  assert len(keys) == len(set(keys)) == len(expected) and set(keys) == expected  # '0000042', not '42'
+  assert {'predicted_value', 'mean_baseline'} <= set(predictions[0])
+  assert all(float(row['predicted_value']) >= 0 for row in predictions)
+  assert summary['status'] == 'succeeded' and len(inputs) == ROWS + len(BAD_LINES)
+
+
+def test_rejected_rows_have_their_reason_and_in_equals_out_plus_rejected(keyed_run):
+  out, summary, _ = keyed_run
+  data = summary['data']
+  assert data['rejected'] == {'malformed_line': 1, 'missing_key': 1, 'unparsable_value': 1, 'duplicate_key': 2}
+  assert data['rows_in'] == ROWS + len(BAD_LINES) == data['rows_out'] + sum(data['rejected'].values())
+  assert data['balanced'] and data['rows_out'] == ROWS - 1
+  with open(out / 'rejected_rows.csv') as f:
+    rejected = list(csv.DictReader(f))
+  assert sorted(r['reason'] for r in rejected) == ['duplicate_key', 'duplicate_key', 'malformed_line', 'missing_key',
+                                                   'unparsable_value']
+  assert any('9999999' in r['record'] for r in rejected if r['reason'] == 'unparsable_value')
+
+
+def test_from_finds_the_latest_pushed_model(clv_run, keyed_run):
+  clv_out, _, second, _, _ = clv_run
+  found = pipeline_bi.latest_pushed_model(str(clv_out / 'metadata.sqlite'))
+  assert found['pushed_to'] == second['pushed_model']
+  assert os.path.exists(os.path.join(found['model'], 'Format-Serving', 'saved_model.pb'))
+  assert (found['key_column'], found['build_fn']) == ('customer_id', 'modules.clv.build_examples')
+  assert keyed_run[1]['settings']['model'] == found['model']
+
+
+def test_raw_transactions_give_the_same_predictions_as_the_use_cases_own_score_split(clv_run, keyed_run):
+  """CLV's raw transactions through --from clv: its build_examples (the params of the run that trained the
+  model) makes the score split, so every customer's prediction equals CLV's own predictions.csv."""
+  clv_out, first, _, _, _ = clv_run
+  runs = clv_out.parent
+  assert main(['run', 'batch_inference', '--from', 'clv', '--data', first['data']['path'], '--output', str(runs),
+               '--set', 'output_format=jsonl']) == 0
+  summary = json.loads((runs / 'batch_inference' / 'summary.json').read_text())
+  assert summary['settings']['input_kind'] == 'raw' and summary['data']['balanced']
+  scored = {}
+  for shard in glob.glob(str(runs / 'batch_inference' / 'predictions-*-of-*.jsonl')):
+    with open(shard) as f:
+      scored.update({r['customer_id']: r['predicted_value'] for r in map(json.loads, f)})
+  with open(clv_out / 'predictions.csv') as f:
+    own = {row['customer_id']: float(row['predicted_value']) for row in csv.DictReader(f)}
+  assert len(scored) == len(own) == summary['data']['rows_out'] > 2000
+  assert scored.keys() == own.keys()
+  assert max(abs(scored[k] - own[k]) for k in own) < 1e-4
+  assert not glob.glob(str(runs / 'batch_inference' / 'predictions-*-of-*.csv'))  # the last run's shards only
+
+
+def test_compiles_for_vertex_with_a_cloud_model_and_bigquery_in_and_out(tmp_path):
+  spec_path = tmp_path / 'batch_inference.json'
+  assert main(['compile', 'batch_inference', '--runner', 'vertex', '--output', str(spec_path),
+               '--data', 'bq://my-project-1.marketing.customers', '--model', 'gs://my-bucket/models/clv/7',
+               '--set', 'key_column=customer_id', '--set', 'output_table=bq://my-project-1.marketing.scores',
+               '--project', 'my-project-1', '--region', 'europe-west4', '--temp-location', 'gs://my-bucket/tmp']) == 0
+  spec = json.loads(spec_path.read_text())['pipelineSpec']
+  assert spec['pipelineInfo']['name'] == 'batch-inference'
+  tasks = spec['root']['dag']['tasks']
+  assert {'BigQueryExampleGen', 'ExamplesBuilder', 'model_importer', 'BulkInferrer', 'PredictionsExport',
+          'RowsBalanceCheck'} <= set(tasks)
+  parameters = {k: v['runtimeValue']['constantValue'].get('stringValue')
+                for k, v in tasks['PredictionsExport']['inputs']['parameters'].items()}
+  assert parameters['output_table'] == 'bq://my-project-1.marketing.scores'
+  assert parameters['output_format'] == 'bigquery'
+  args = spec['deploymentSpec']['executors']['BulkInferrer_executor']['container']['args']
+  assert '--runner=DataflowRunner' in args
+  assert 'SELECT * FROM `my-project-1.marketing.customers`' in json.dumps(tasks['BigQueryExampleGen'])

@@ -1,0 +1,188 @@
+"""batch_inference logic without a TFX run: file readers, row checks against a real SavedModel's parse spec,
+the rows balance, the BigQuery output (schema, table spec, the WriteToBigQuery transform) and the CLI errors."""
+import json
+import os
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow as tf
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
+from tensorflow_serving.apis import prediction_log_pb2
+
+from modules import batch_inference as bi
+from pipelines import batch_inference as pipeline_bi
+from pipelines import bigquery
+from pipelines.__main__ import main
+from pipelines.components import beam_io, predictions_export
+from pipelines.components.predictions_export import PredictionsExport
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tmp_path_factory):
+  """A SavedModel whose serving_default parses key (string), x (float, required) and n (int, default 0) from
+  serialized tf.Examples and returns score = 2x + n and a 2-value `pair` output."""
+  spec = {'key': tf.io.FixedLenFeature([], tf.string), 'x': tf.io.FixedLenFeature([], tf.float32),
+          'n': tf.io.FixedLenFeature([], tf.int64, default_value=0)}
+  module = tf.Module()
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name='examples')])
+  def serve(serialized):
+    features = tf.io.parse_example(serialized, spec)
+    score = 2.0 * features['x'] + tf.cast(features['n'], tf.float32)
+    return {'score': score, 'pair': tf.stack([score, -score], axis=1)}
+
+  path = str(tmp_path_factory.mktemp('tiny') / 'model' / 'Format-Serving')
+  tf.saved_model.save(module, path, signatures={'serving_default': serve})
+  return path
+
+
+def test_the_parse_spec_is_read_from_the_saved_model(tiny_model):
+  assert bi.model_input_spec(tiny_model) == {
+      'key': bi.FeatureInput('bytes', True), 'x': bi.FeatureInput('float', True), 'n': bi.FeatureInput('int', False)}
+  with pytest.raises(ValueError, match='no signature'):
+    bi.model_input_spec(tiny_model, 'nope')
+
+
+@pytest.mark.parametrize('row, reason', [
+    ({'key': '', 'x': '1.5'}, 'missing_key'),
+    ({'x': '1.5'}, 'missing_key'),
+    ({'key': 'a'}, 'missing_value'),
+    ({'key': 'a', 'x': 'abc'}, 'unparsable_value'),
+    ({'key': 'a', 'x': 'nan'}, 'unparsable_value'),
+    ({'key': 'a', 'x': '1', 'n': '2.5'}, 'unparsable_value'),
+    ({bi.MALFORMED_LINE: 'a,b,c,d'}, 'malformed_line'),
+])
+def test_rows_that_cannot_be_scored_get_their_reason(row, reason, tiny_model):
+  assert bi.check_row(row, 'key', bi.model_input_spec(tiny_model)) == (None, reason)
+
+
+def test_values_are_converted_and_the_key_is_untouched():
+  spec = {'x': bi.FeatureInput('float', True), 'n': bi.FeatureInput('int', False)}
+  assert bi.check_row({'id': '007', 'x': '1.5', 'n': '3', 'extra': 'z'}, 'id', spec) == (
+      {'id': '007', 'x': 1.5, 'n': 3}, None)
+  assert bi.check_row({'id': 7, 'x': 2, 'n': 4.0}, 'id', spec) == ({'id': 7, 'x': 2.0, 'n': 4}, None)
+  assert bi.check_row({'id': '8', 'x': 1}, 'id', spec) == ({'id': '8', 'x': 1.0}, None)  # n has a default
+
+
+def test_readers_never_fail_on_a_bad_line():
+  header = ['id', 'x']
+  assert pipeline_bi.csv_line_to_row('007,1.5', header) == {'id': '007', 'x': '1.5'}
+  assert pipeline_bi.csv_line_to_row('007,1.5,9', header) == {bi.MALFORMED_LINE: '007,1.5,9'}
+  assert pipeline_bi.json_line_to_row('{"id": 7, "x": null}') == {'id': 7}
+  assert pipeline_bi.json_line_to_row('{"id": 7') == {bi.MALFORMED_LINE: '{"id": 7'}
+  assert pipeline_bi.json_line_to_row('[1, 2]') == {bi.MALFORMED_LINE: '[1, 2]'}
+  assert [pipeline_bi.input_format(p) for p in ('a/*.csv', 'b.csv.gz', 'c.jsonl', 'd-*.tfrecord.gz')] == [
+      'csv', 'csv', 'jsonl', 'tfrecord']
+  with pytest.raises(ValueError, match='cannot tell the format'):
+    pipeline_bi.input_format('x.parquet')
+
+
+def _write_inputs(folder):
+  """The same 4 keyed rows (+ 1 bad) as CSV, JSONL and TFRecord; returns {format: path}."""
+  rows = [{'key': '0001', 'x': 1.0, 'n': 1}, {'key': '0002', 'x': 2.5}, {'key': '0003', 'x': 0.0, 'n': 5},
+          {'key': 'a,b', 'x': -1.0, 'n': 2}]
+  os.makedirs(folder, exist_ok=True)
+  paths = {'csv': os.path.join(folder, 'in.csv'), 'jsonl': os.path.join(folder, 'in.jsonl'),
+           'tfrecord': os.path.join(folder, 'in.tfrecord')}
+  with open(paths['csv'], 'w') as f:
+    f.write('key,x,n\n0001,1.0,1\n0002,2.5,\n0003,0,5\n"a,b",-1,2\n,3,3\n')
+  with open(paths['jsonl'], 'w') as f:
+    f.write('\n'.join(json.dumps(r) for r in rows) + '\n{"key": null, "x": 3}\n')
+  with tf.io.TFRecordWriter(paths['tfrecord']) as writer:
+    for row in rows + [{'x': 3.0}]:
+      writer.write(beam_io.row_to_example(row).SerializeToString())
+  return paths
+
+
+@pytest.mark.parametrize('kind', ['csv', 'jsonl', 'tfrecord'])
+def test_keys_come_back_complete_and_unchanged_and_rejects_balance(kind, tiny_model, tmp_path):
+  path = _write_inputs(str(tmp_path))[kind]
+  params = {'key_column': 'key', 'unique_keys': True, 'model_dir': tiny_model, 'signature': 'serving_default'}
+  with test_pipeline.TestPipeline() as p:
+    examples = p | pipeline_bi._KeyedFilesToExample(  # pylint: disable=protected-access
+        {'input_base': str(tmp_path)}, os.path.basename(path))
+    built = bi.build_examples(examples | beam.Map(beam_io.example_to_row), params)
+    assert_that(built.splits['score'] | beam.Map(lambda r: (r['key'], r['x'], r.get('n'))),
+                equal_to([('0001', 1.0, 1), ('0002', 2.5, None), ('0003', 0.0, 5), ('a,b', -1.0, 2)]),
+                label='scored')
+    assert_that(built.rejected | beam.Map(lambda r: r['reason']), equal_to(['missing_key']), label='rejected')
+
+
+def test_duplicate_keys_are_all_rejected_when_keys_must_be_unique(tiny_model):
+  rows = [{'key': 'a', 'x': '1'}, {'key': 'a', 'x': '2'}, {'key': 'b', 'x': '3'}]
+  for unique, scored, rejected in ((True, ['b'], ['duplicate_key', 'duplicate_key']), (False, ['a', 'a', 'b'], [])):
+    params = {'key_column': 'key', 'unique_keys': unique, 'model_dir': tiny_model, 'signature': 'serving_default'}
+    with test_pipeline.TestPipeline() as p:
+      built = bi.build_examples(p | beam.Create(rows), params)
+      assert_that(built.splits['score'] | beam.Map(lambda r: r['key']), equal_to(scored), label='scored')
+      assert_that(built.rejected | beam.Map(lambda r: r['reason']), equal_to(rejected), label='rejected')
+
+
+def test_rows_balance_and_a_mismatch():
+  counts = {'rows_in': 10, 'examples/score': 7, 'skipped/missing_key': 2, 'skipped/unparsable_value': 1}
+  assert pipeline_bi.rows_balance(counts, 7, 'score', raw_input=False) == {
+      'rows_in': 10, 'rows_out': 7, 'rejected': {'missing_key': 2, 'unparsable_value': 1}, 'balanced': True}
+  assert not pipeline_bi.rows_balance(counts, 6, 'score', raw_input=False)['balanced']
+  raw = {'rows_in': 500, 'examples/score': 40, 'examples/train': 30, 'skipped/unparsable_date': 3}
+  assert pipeline_bi.rows_balance(raw, 40, 'score', raw_input=True) == {
+      'rows_in': 40, 'rows_out': 40, 'rejected': {}, 'balanced': True}
+
+
+def _log(key, score, pair):
+  example = beam_io.row_to_example({'customer_id': key, 'x': 1.0})
+  log = prediction_log_pb2.PredictionLog()
+  log.predict_log.request.inputs['examples'].CopyFrom(tf.make_tensor_proto([example.SerializeToString()]))
+  log.predict_log.response.outputs['score'].CopyFrom(tf.make_tensor_proto(np.array([score], np.float32)))
+  log.predict_log.response.outputs['pair'].CopyFrom(tf.make_tensor_proto(np.array([pair], np.float32)))
+  return log
+
+
+def test_bigquery_output_schema_table_and_transform_offline():
+  log = _log('007', 1.5, [1.5, -1.5])
+  schema = predictions_export.bigquery_schema(log, 'customer_id', ['pair', 'score'], [])
+  assert schema == {'fields': [{'name': 'customer_id', 'type': 'STRING', 'mode': 'REQUIRED'},
+                               {'name': 'pair', 'type': 'FLOAT', 'mode': 'REPEATED'},
+                               {'name': 'score', 'type': 'FLOAT', 'mode': 'NULLABLE'}]}
+  assert predictions_export.prediction_record(log, 'customer_id', ['pair', 'score'], []) == {
+      'customer_id': '007', 'pair': [1.5, -1.5], 'score': 1.5}
+  sink = predictions_export.bigquery_sink('bq://my-project-1.scores.clv_2024', schema, 'WRITE_APPEND')
+  assert isinstance(sink, beam.io.WriteToBigQuery)
+  assert sink.table_reference.projectId == 'my-project-1'
+  assert (sink.table_reference.datasetId, sink.table_reference.tableId) == ('scores', 'clv_2024')
+  assert sink.write_disposition == 'WRITE_APPEND' and sink.create_disposition == 'CREATE_IF_NEEDED'
+  assert sink.schema == schema
+  with pytest.raises(bigquery.InvalidIdentifier):
+    predictions_export.bigquery_sink('bq://my-project-1.scores.t`; DROP TABLE x', schema, 'WRITE_APPEND')
+  with pytest.raises(ValueError, match='write_disposition'):
+    predictions_export.bigquery_sink('bq://my-project-1.scores.t', schema, 'OVERWRITE')
+  with pytest.raises(bigquery.InvalidIdentifier):
+    PredictionsExport(inference_result=None, key_feature='k', output_names=[], output_format='bigquery',
+                      output_table='bq://p.d.t')
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--from', 'attribution'], 'error: no pushed attribution model in '),
+    (['--model', '/nonexistent/model', '--set', 'key_column=id'], 'error: no SavedModel at /nonexistent/model'),
+    (['--model', 'x', '--from', 'clv'], 'error: give --model or --from, not both'),
+])
+def test_cli_refuses_with_one_line(args, message, tmp_path, capsys):
+  assert main(['run', 'batch_inference', '--output', str(tmp_path), '--data', 'nothing.csv', *args]) == 2
+  stderr = capsys.readouterr().err.strip()
+  assert stderr.splitlines() == [stderr] and stderr.startswith(message), stderr
+
+
+def test_model_flags_belong_to_batch_inference_only(tmp_path, capsys):
+  assert main(['run', 'clv', '--output', str(tmp_path), '--rows', '10']) == 2
+  assert capsys.readouterr().err.strip() == 'error: --model, --from and --rows are for batch_inference, not clv'
+
+
+def test_a_plain_saved_model_is_staged_as_a_model_artifact(tiny_model, tmp_path):
+  staged = pipeline_bi.model_artifact_dir(tiny_model, str(tmp_path))
+  assert staged == os.path.dirname(tiny_model)  # Format-Serving itself: its parent is the artifact
+  plain = tmp_path / 'plain'
+  os.symlink(tiny_model, plain)
+  staged = pipeline_bi.model_artifact_dir(str(plain), str(tmp_path / 'staging'))
+  assert os.path.realpath(os.path.join(staged, 'Format-Serving')) == os.path.realpath(str(plain))
+  assert pipeline_bi.model_artifact_dir('gs://b/models/7', str(tmp_path)) == 'gs://b/models/7'
