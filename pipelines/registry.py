@@ -3,7 +3,7 @@ import dataclasses
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from pipelines import attribution, batch_inference, clv, sales_forecast
+from pipelines import attribution, batch_inference, clv, recommender, sales_forecast
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,6 +90,17 @@ USE_CASES: Dict[str, UseCase] = {
         reported_models=sales_forecast.REPORTED_MODELS,
         report_extras=sales_forecast.report_extras,
         reported_metrics=sales_forecast.REPORTED_METRICS),
+    'recommender': UseCase(
+        name='recommender',
+        description='Recommender: two-tower model of (user, track) listens vs popularity and random, top-k serving',
+        create_pipeline=recommender.create_pipeline,
+        default_data=recommender.DEFAULT_DATA,
+        required_columns=recommender.REQUIRED_COLUMNS,
+        settings=recommender.SETTINGS,
+        setting_choices=recommender.SETTING_CHOICES,
+        reported_models=recommender.REPORTED_MODELS,
+        report_extras=recommender.report_extras,
+        reported_metrics=recommender.REPORTED_METRICS),
     'batch_inference': UseCase(
         name='batch_inference',
         description='Batch inference: a pushed model (--model PATH / --from USE_CASE) over keyed files or BigQuery',

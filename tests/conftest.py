@@ -12,6 +12,7 @@ sys.path.insert(0, REPO)
 
 SAMPLE = os.path.join(REPO, 'data', 'clv', 'transactions_sample.csv')
 SALES_SAMPLE = os.path.join(REPO, 'data', 'sales_forecast', 'sales_sample.csv')
+RECOMMENDER_SAMPLE = os.path.join(REPO, 'data', 'recommender', 'listens_sample.csv')
 BAD_ROWS = ['77777,not-a-date,1,10.00', '77778,1997-02-01,1,-5.00', ',1997-02-01,1,5.00']
 
 
@@ -54,4 +55,15 @@ def sales_run(tmp_path_factory):
   args = ['run', 'sales_forecast', '--data', SALES_SAMPLE, '--output', str(root / 'runs'), '--set', 'epochs=3']
   assert main(args) == 0
   out = root / 'runs' / 'sales_forecast'
+  return out, json.loads((out / 'summary.json').read_text())
+
+
+@pytest.fixture(scope='session')
+def recommender_run(tmp_path_factory):
+  """(output dir runs/recommender, summary) of one recommender run on the sample (with its bad rows), 3 epochs."""
+  from pipelines.__main__ import main  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp('recommender_e2e')
+  args = ['run', 'recommender', '--data', RECOMMENDER_SAMPLE, '--output', str(root / 'runs'), '--set', 'epochs=3']
+  assert main(args) == 0
+  out = root / 'runs' / 'recommender'
   return out, json.loads((out / 'summary.json').read_text())

@@ -1,0 +1,140 @@
+"""RecallEvaluator: recall@k of the two-tower model, the popularity baseline and random ranking on the same
+sampled tracks, and the embedding-based nearest tracks of the most popular tracks.
+
+recall@k by the reference's definition: each positive test pair (label 1, user and track in the vocabularies) is
+ranked against `num_samples` tracks drawn without replacement from the track vocabulary (never the positive itself;
+fewer when the vocabulary is smaller), seeded, the same draws for every model; a hit at k when fewer than k sampled
+tracks score above it (ties count half). Scores: two_tower = |cosine| of the user and track vectors (the model's
+embed_users / embed_tracks signatures), popularity = the track's training listens, random = seeded uniform.
+Writes into its `report` artifact recall.json ({'models': {name: {'recall_at_<k>': ...}}, 'curve': {name: [recall@1
+.. @max_k]}, 'positives', 'samples_per_positive', 'vocabulary_tracks', 'nearest_tracks'}), recall_curve.png and
+nearest_tracks.csv (query track, rank, neighbour, |cosine|, their artists and tags).
+"""
+import csv
+import json
+import os
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import types
+from tfx import v1 as tfx
+from tfx.utils import path_utils
+
+from modules import recommender as module
+from pipelines.components import beam_io
+from pipelines.components.vocabulary_filter import read_split
+
+RECALL_JSON = 'recall.json'
+CURVE_PLOT = 'recall_curve.png'
+NEAREST_CSV = 'nearest_tracks.csv'
+MODELS = ('two_tower', 'popularity', 'random')
+
+
+class RecallReport(types.Artifact):
+  """recall@k of the model and the baselines, and nearest tracks (files listed in the module docstring)."""
+  TYPE_NAME = 'marketing_ml.RecallReport'  # namespace.Name: KFP v2 requires it
+
+
+def _rows(examples: types.Artifact, split: str) -> List[Dict[str, Any]]:
+  return [beam_io.example_to_row(tf.train.Example.FromString(s)) for s in read_split(examples, split)]
+
+
+def _unit_vectors(signature, names: List[str]) -> np.ndarray:
+  return signature(names=tf.constant(names, tf.string))['vectors'].numpy() if names else np.zeros((0, 1))
+
+
+def evaluate(user_vectors: np.ndarray, track_vectors: np.ndarray, popularity: np.ndarray,
+             positive_tracks: np.ndarray, num_samples: int, seed: int) -> Tuple[Dict[str, np.ndarray], int]:
+  """Ranks of each positive (row i: user_vectors[i], track positive_tracks[i]) per model on shared samples,
+  and the samples per positive."""
+  samples = module.sample_negatives(positive_tracks, len(track_vectors), num_samples, seed)
+  rng = np.random.default_rng(seed + 1)
+  candidates = np.concatenate([positive_tracks[:, None], samples], axis=1)  # column 0: the positive
+  scores = {
+      'two_tower': np.abs(np.einsum('pd,pnd->pn', user_vectors, track_vectors[candidates])),
+      'popularity': popularity[candidates],
+      'random': rng.random(candidates.shape),
+  }
+  return {name: module.ranks(s[:, 0], s[:, 1:]) for name, s in scores.items()}, samples.shape[1]
+
+
+def nearest_tracks(track_vectors: np.ndarray, names: List[str], popularity: np.ndarray, describe: Dict[str, str],
+                   queries: int = 5, neighbours: int = 5) -> List[Dict[str, Any]]:
+  """The `neighbours` tracks of largest |cosine| to each of the `queries` most listened training tracks."""
+  rows = []
+  for query in np.argsort(-popularity, kind='stable')[:queries]:
+    similarity = np.abs(track_vectors @ track_vectors[query])
+    similarity[query] = -1.0
+    for rank, other in enumerate(np.argsort(-similarity, kind='stable')[:neighbours], start=1):
+      rows.append({'track': names[query], 'track_info': describe.get(names[query], ''), 'rank': rank,
+                   'neighbour': names[other], 'neighbour_info': describe.get(names[other], ''),
+                   'abs_cosine': round(float(similarity[other]), 4)})
+  return rows
+
+
+def _plot(curve: Dict[str, List[float]], path: str, samples: int) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  figure, axis = plt.subplots(figsize=(7, 4))
+  for name, values in curve.items():
+    axis.plot(range(1, len(values) + 1), values, label=name)
+  axis.set_xscale('log')
+  axis.set_xlabel('k')
+  axis.set_ylabel('recall@k')
+  axis.set_title(f'recall@k of positive test pairs against {samples} sampled tracks')
+  axis.legend()
+  axis.grid(True, alpha=0.3)
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+
+
+@tfx.dsl.components.component
+def RecallEvaluator(  # pylint: disable=invalid-name
+    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+    transform_graph: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.TransformGraph],
+    model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+    report: tfx.dsl.components.OutputArtifact[RecallReport],
+    num_samples: tfx.dsl.components.Parameter[int] = 1000,
+    seed: tfx.dsl.components.Parameter[int] = 42,
+    ks: tfx.dsl.components.Parameter[str] = '10,100',
+    code_version: tfx.dsl.components.Parameter[str] = '') -> None:
+  """recall@k of the model and the baselines on the in-vocabulary test pairs (see the module docstring);
+  examples: the VocabularyFilter's output; code_version: a hash of this code, so a change invalidates the cache."""
+  del code_version
+  ks_list = sorted({int(k) for k in ks.split(',') if k.strip()})
+  names = [v.decode() if isinstance(v, bytes) else v
+           for v in tft.TFTransformOutput(transform_graph.uri).vocabulary_by_name(module.TRACK_VOCAB)]
+  index = {name: i for i, name in enumerate(names)}
+  train = _rows(examples, 'train')
+  popularity = np.zeros(len(names))
+  describe: Dict[str, str] = {}
+  for row in train:
+    popularity[index[str(row[module.TRACK])]] += row[module.COUNT]
+    describe.setdefault(str(row[module.TRACK]), f'{row[module.ARTIST]}; {row[module.TAGS]}')
+  positives = sorted((str(r[module.USER]), str(r[module.TRACK])) for r in _rows(examples, 'test') if r[module.LABEL])
+  loaded = tf.saved_model.load(path_utils.serving_model_path(model.uri))
+  track_vectors = _unit_vectors(loaded.signatures[module.EMBED_TRACKS], names)
+  user_vectors = _unit_vectors(loaded.signatures[module.EMBED_USERS], [u for u, _ in positives])
+  max_k = max(ks_list)
+  ranks, samples = evaluate(user_vectors, track_vectors, popularity,
+                            np.array([index[t] for _, t in positives], np.int64), num_samples, seed)
+  curve = {name: [module.recall_at_k(r, [k])[k] for k in range(1, min(max_k, samples + 1) + 1)]
+           for name, r in ranks.items()}
+  models = {name: {f'recall_at_{k}': v for k, v in module.recall_at_k(r, ks_list).items()}
+            for name, r in ranks.items()}
+  nearest = nearest_tracks(track_vectors, names, popularity, describe)
+  content = {'models': models, 'curve': curve, 'positives': len(positives), 'samples_per_positive': samples,
+             'vocabulary_tracks': len(names), 'seed': seed, 'nearest_tracks': nearest}
+  with tf.io.gfile.GFile(os.path.join(report.uri, RECALL_JSON), 'w') as f:
+    json.dump(content, f, indent=2)
+  with tf.io.gfile.GFile(os.path.join(report.uri, NEAREST_CSV), 'w') as f:
+    writer = csv.DictWriter(f, list(nearest[0]) if nearest else ['track'], lineterminator='\n')
+    writer.writeheader()
+    writer.writerows(nearest)
+  _plot(curve, os.path.join(report.uri, CURVE_PLOT), samples)
+  report.set_int_custom_property('positives', len(positives))
+  report.set_int_custom_property('samples_per_positive', samples)
