@@ -1,8 +1,10 @@
 """Batch inference speed: rows/s of (a) the raw model called in one process in batches, (b) the pipeline's
-scoring stage (the BulkInferrer execution) and (c) the whole pipeline, per input size and DirectRunner mode.
+scoring stage (the BatchScorer execution, or BulkInferrer + PredictionsExport with --scorers bulk_inferrer) and
+(c) the whole pipeline, per input size, DirectRunner mode and scorer.
 
     python benchmarks/batch_inference.py [--rows 10000 100000 1000000] [--modes in_memory multi_processing]
-        [--model PATH | --output runs]  [--batch-size 1000] [--work /tmp/bi_bench]
+        [--scorers batch_scorer bulk_inferrer] [--model PATH | --output runs] [--batch-size 1000]
+        [--work /tmp/bi_bench]
 
 The model is --model (a SavedModel or Trainer model folder), or the latest CLV model pushed under --output
 (run `python -m pipelines run clv` first). Inputs are the generated CLV customers
@@ -50,16 +52,21 @@ def raw_model_rows_per_second(model_dir: str, data: str, batch_size: int) -> flo
     return len(serialized) / (time.time() - started)
 
 
-def pipeline_run(model: str, data: str, output: str, mode: str) -> Dict[str, float]:
+SCORING_NODES = {'batch_scorer': ('BatchScorer',), 'bulk_inferrer': ('BulkInferrer', 'PredictionsExport')}
+
+
+def pipeline_run(model: str, data: str, output: str, mode: str, scorer: str, batch_size: int) -> Dict[str, float]:
   """Runs batch_inference with caching defeated (a fresh output folder); returns its seconds."""
   args = ['run', 'batch_inference', '--model', model, '--data', data, '--output', output, '--set',
-          'key_column=customer_id', '--set', f'beam_mode={mode}']
+          'key_column=customer_id', '--set', f'beam_mode={mode}', '--set', f'scorer={scorer}', '--set',
+          f'batch_size={batch_size}']
   if main(args) != 0:
     raise RuntimeError(f'batch_inference failed: {" ".join(args)}')
   with open(os.path.join(output, 'batch_inference', 'summary.json')) as f:
     summary = json.load(f)
   assert summary['data']['balanced'], summary['data']
-  return {'scoring': summary['components']['BulkInferrer']['seconds'], 'pipeline': summary['wall_seconds'],
+  return {'scoring': sum(summary['components'][node]['seconds'] for node in SCORING_NODES[scorer]),
+          'pipeline': summary['wall_seconds'],
           'rows_out': summary['data']['rows_out']}
 
 
@@ -68,6 +75,7 @@ def main_benchmark() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--rows', type=int, nargs='+', default=[10_000, 100_000, 1_000_000])
   parser.add_argument('--modes', nargs='+', default=['in_memory', 'multi_processing'])
+  parser.add_argument('--scorers', nargs='+', default=['batch_scorer'], choices=sorted(SCORING_NODES))
   parser.add_argument('--model', help='default: the latest CLV model pushed under --output')
   parser.add_argument('--output', default='runs')
   parser.add_argument('--batch-size', type=int, default=1000)
@@ -81,19 +89,21 @@ def main_benchmark() -> None:
     model = found['model']
   model_dir = os.path.join(pipeline_bi.model_artifact_dir(model, os.path.join(args.work, 'models')),
                            pipeline_bi.SERVING_DIR)
-  lines: List[str] = ['| rows | mode | raw model rows/s | scoring stage rows/s | (b)/(a) | pipeline s | '
-                      'pipeline rows/s |', '|---|---|---|---|---|---|---|']
+  lines: List[str] = ['| rows | mode | scorer | raw model rows/s | scoring stage rows/s | (b)/(a) | pipeline s | '
+                      'pipeline rows/s |', '|---|---|---|---|---|---|---|---|']
   for rows in args.rows:
     data = os.path.join(args.work, f'customers-{rows}.csv')
     if not os.path.exists(data):
       generate.write_csv(data, rows, seed=42)
     raw = raw_model_rows_per_second(model_dir, data, args.batch_size)
     for mode in args.modes:
-      result = pipeline_run(model, data, os.path.join(args.work, f'run-{mode}-{rows}-{time.time():.0f}'), mode)
-      scoring = rows / result['scoring']
-      lines.append(f'| {rows} | {mode} | {raw:,.0f} | {scoring:,.0f} | {scoring / raw:.2f} | '
-                   f'{result["pipeline"]:.0f} | {rows / result["pipeline"]:,.0f} |')
-      print(lines[-1], flush=True)
+      for scorer in args.scorers:
+        result = pipeline_run(model, data, os.path.join(args.work, f'run-{mode}-{scorer}-{rows}-{time.time():.0f}'),
+                              mode, scorer, args.batch_size)
+        scoring = rows / result['scoring']
+        lines.append(f'| {rows} | {mode} | {scorer} | {raw:,.0f} | {scoring:,.0f} | {scoring / raw:.2f} | '
+                     f'{result["pipeline"]:.0f} | {rows / result["pipeline"]:,.0f} |')
+        print(lines[-1], flush=True)
   print('\n'.join(lines))
 
 

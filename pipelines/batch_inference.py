@@ -2,8 +2,9 @@
 
 KeyedFilesExampleGen (CSV / JSONL / TFRecord glob) or BigQueryExampleGen -> ExamplesBuilder
 (modules.batch_inference.build_examples: rows checked against what the model parses, rejected by reason)
--> BulkInferrer (the model from an Importer) -> PredictionsExport (CSV / JSONL shards or a BigQuery table)
--> RowsBalanceCheck (rows in = rows out + rejected, or the run fails).
+-> BatchScorer (the model from an Importer, scored in fixed batches; CSV / JSONL shards or a BigQuery table)
+-> RowsBalanceCheck (rows in = rows out + rejected, or the run fails). `--set scorer=bulk_inferrer` scores with
+TFX's BulkInferrer + PredictionsExport instead (see pipelines/components/batch_scorer.py for why not by default).
 
 Raw data of a use case (`input_kind=raw`, e.g. CLV transactions with `--from clv`) goes through that use
 case's own ExamplesBuilder (its build_fn and the params of the run that trained the model) and its `score`
@@ -29,6 +30,7 @@ from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenE
 from modules import batch_inference as bi
 from pipelines import bigquery
 from pipelines.components import beam_io
+from pipelines.components.batch_scorer import BatchScorer
 from pipelines.components.examples_builder import ExamplesBuilder, ExamplesBuildReport
 from pipelines.components.predictions_export import PREDICTIONS_PREFIX, PredictionsExport, Predictions
 from pipelines.example_gens import raw_example_gen
@@ -56,10 +58,13 @@ SETTINGS: Dict[str, Any] = {
     'output_table': '',               # bq://project.dataset.table for output_format=bigquery
     'write_disposition': 'WRITE_TRUNCATE',
     'num_shards': 4,                  # output files (0: Beam chooses)
+    'scorer': 'batch_scorer',         # 'batch_scorer' (fixed batches) or 'bulk_inferrer' (TFX BulkInferrer + export)
+    'batch_size': 1000,               # rows per model call (batch_scorer)
     'rows': 200_000,                  # --rows: customers in the generated default input
     'seed': 42,                       # of the generated default input
 }
 SETTING_CHOICES = {'input_kind': ('auto', 'examples', 'raw'), 'output_format': ('csv', 'jsonl', 'bigquery'),
+                   'scorer': ('batch_scorer', 'bulk_inferrer'),
                    'write_disposition': ('WRITE_TRUNCATE', 'WRITE_APPEND', 'WRITE_EMPTY')}
 REPORTED_MODELS: Dict[str, Tuple[str, str, str]] = {}
 REPORTED_METRICS: List[Tuple[str, str]] = []
@@ -212,25 +217,31 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
   model = tfx.dsl.Importer(source_uri=settings['model'], artifact_type=tfx.types.standard_artifacts.Model,
                            custom_properties={'tfx_version': tfx.__version__}).with_id('model_importer')
 
-  bulk_inferrer = tfx.components.BulkInferrer(
-      examples=builder.outputs['examples'], model=model.outputs['result'],
-      data_spec=tfx.proto.DataSpec(example_splits=[settings['score_split'] if raw_input else bi.SCORE_SPLIT]),
-      model_spec=tfx.proto.ModelSpec(model_signature_name=[settings['signature']]))
-
+  split = settings['score_split'] if raw_input else bi.SCORE_SPLIT
   output_format = 'bigquery' if settings['output_table'] else settings['output_format']
-  export = PredictionsExport(
-      inference_result=bulk_inferrer.outputs['inference_result'], key_feature=settings['key_column'],
-      output_names=[name.strip() for name in settings['output_names'].split(',') if name.strip()],
-      num_shards=settings['num_shards'], output_format=output_format, output_table=settings['output_table'],
-      write_disposition=settings['write_disposition'])
+  output_names = [name.strip() for name in settings['output_names'].split(',') if name.strip()]
+  if settings['scorer'] == 'batch_scorer':
+    scorers = [BatchScorer(
+        examples=builder.outputs['examples'], model=model.outputs['result'], split=split,
+        key_feature=settings['key_column'], signature_name=settings['signature'], output_names=output_names,
+        batch_size=settings['batch_size'], num_shards=settings['num_shards'], output_format=output_format,
+        output_table=settings['output_table'], write_disposition=settings['write_disposition'])]
+  else:
+    bulk_inferrer = tfx.components.BulkInferrer(
+        examples=builder.outputs['examples'], model=model.outputs['result'],
+        data_spec=tfx.proto.DataSpec(example_splits=[split]),
+        model_spec=tfx.proto.ModelSpec(model_signature_name=[settings['signature']]))
+    scorers = [bulk_inferrer, PredictionsExport(
+        inference_result=bulk_inferrer.outputs['inference_result'], key_feature=settings['key_column'],
+        output_names=output_names, num_shards=settings['num_shards'], output_format=output_format,
+        output_table=settings['output_table'], write_disposition=settings['write_disposition'])]
 
-  check = RowsBalanceCheck(report=builder.outputs['report'], predictions=export.outputs['predictions'],
-                           score_split=settings['score_split'] if raw_input else bi.SCORE_SPLIT,
-                           raw_input=int(raw_input))
+  check = RowsBalanceCheck(report=builder.outputs['report'], predictions=scorers[-1].outputs['predictions'],
+                           score_split=split, raw_input=int(raw_input))
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name, pipeline_root=pipeline_root,
-      components=[example_gen, builder, model, bulk_inferrer, export, check],
+      components=[example_gen, builder, model, *scorers, check],
       enable_cache=True, metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)
 
@@ -240,7 +251,7 @@ def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any],
   """data.rows_in / rows_out / rejected (by reason) / balanced, and the prediction shards copied to
   <output>/batch_inference/predictions-*.csv or .jsonl (or the BigQuery table named)."""
   del predictions_csv
-  predictions = artifact('PredictionsExport', 'predictions')
+  predictions = artifact('BatchScorer', 'predictions') or artifact('PredictionsExport', 'predictions')
   report = artifact('ExamplesBuilder', 'report')
   balance = rows_balance(beam_io.read_counts(report.uri), beam_io.read_counts(predictions.uri).get('rows_out', 0),
                          settings['score_split'] if settings['input_kind'] == 'raw' else bi.SCORE_SPLIT,

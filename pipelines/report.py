@@ -21,6 +21,7 @@ _STATES = {metadata_store_pb2.Execution.COMPLETE: 'complete', metadata_store_pb2
            metadata_store_pb2.Execution.FAILED: 'failed', metadata_store_pb2.Execution.RUNNING: 'running',
            metadata_store_pb2.Execution.NEW: 'new', metadata_store_pb2.Execution.CANCELED: 'canceled'}
 DECILE_PLOT = 'decile_plot.png'
+PREDICTION_NODES = ('PredictionsExport', 'BatchScorer')  # the nodes whose predictions the report publishes
 
 
 @dataclasses.dataclass
@@ -201,7 +202,8 @@ def build_summary(use_case, nodes: Dict[str, NodeRun], output_dir: str, runner: 
 
   blessing = _output(nodes, 'Evaluator', 'blessing')
   pushed = _output(nodes, 'Pusher', 'pushed_model')
-  predictions = _output(nodes, 'PredictionsExport', 'predictions')
+  predictions = next((p for p in (_output(nodes, node_id, 'predictions') for node_id in PREDICTION_NODES)
+                      if p is not None), None)
   predictions_path = os.path.join(output_dir, 'predictions.csv')
   rows_scored = (_concat_shards(os.path.join(predictions.uri, PREDICTIONS_PREFIX + '*.csv'), predictions_path)
                  if predictions is not None else None)

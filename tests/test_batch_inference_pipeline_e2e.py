@@ -68,6 +68,21 @@ def test_rejected_rows_have_their_reason_and_in_equals_out_plus_rejected(keyed_r
   assert any('9999999' in r['record'] for r in rejected if r['reason'] == 'unparsable_value')
 
 
+def test_bulk_inferrer_scorer_gives_the_same_rows(keyed_run, tmp_path):
+  """--set scorer=bulk_inferrer (TFX BulkInferrer + PredictionsExport) over the same input and model: the same
+  keys and predictions as the default BatchScorer, and the same balance."""
+  out, summary, _ = keyed_run
+  batch = {row['customer_id']: float(row['predicted_value']) for row in _read_predictions(str(out))}
+  assert main(['run', 'batch_inference', '--model', summary['settings']['model'], '--data', summary['data']['path'],
+               '--output', str(tmp_path), '--set', 'key_column=customer_id', '--set', 'scorer=bulk_inferrer']) == 0
+  bulk_summary = json.loads((tmp_path / 'batch_inference' / 'summary.json').read_text())
+  assert {'BulkInferrer', 'PredictionsExport'} <= set(bulk_summary['components'])
+  assert 'BatchScorer' not in bulk_summary['components'] and bulk_summary['data']['balanced']
+  bulk = {row['customer_id']: float(row['predicted_value'])
+          for row in _read_predictions(str(tmp_path / 'batch_inference'))}
+  assert bulk.keys() == batch.keys() and max(abs(bulk[k] - batch[k]) for k in batch) < 1e-4
+
+
 def test_from_finds_the_latest_pushed_model(clv_run, keyed_run):
   clv_out, _, second, _, _ = clv_run
   found = pipeline_bi.latest_pushed_model(str(clv_out / 'metadata.sqlite'))
@@ -107,12 +122,11 @@ def test_compiles_for_vertex_with_a_cloud_model_and_bigquery_in_and_out(tmp_path
   spec = json.loads(spec_path.read_text())['pipelineSpec']
   assert spec['pipelineInfo']['name'] == 'batch-inference'
   tasks = spec['root']['dag']['tasks']
-  assert {'BigQueryExampleGen', 'ExamplesBuilder', 'model_importer', 'BulkInferrer', 'PredictionsExport',
-          'RowsBalanceCheck'} <= set(tasks)
+  assert {'BigQueryExampleGen', 'ExamplesBuilder', 'model_importer', 'BatchScorer', 'RowsBalanceCheck'} <= set(tasks)
   parameters = {k: v['runtimeValue']['constantValue'].get('stringValue')
-                for k, v in tasks['PredictionsExport']['inputs']['parameters'].items()}
+                for k, v in tasks['BatchScorer']['inputs']['parameters'].items()}
   assert parameters['output_table'] == 'bq://my-project-1.marketing.scores'
   assert parameters['output_format'] == 'bigquery'
-  args = spec['deploymentSpec']['executors']['BulkInferrer_executor']['container']['args']
+  args = spec['deploymentSpec']['executors']['BatchScorer_executor']['container']['args']
   assert '--runner=DataflowRunner' in args
   assert 'SELECT * FROM `my-project-1.marketing.customers`' in json.dumps(tasks['BigQueryExampleGen'])

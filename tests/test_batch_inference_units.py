@@ -1,5 +1,8 @@
 """batch_inference logic without a TFX run: file readers, row checks against a real SavedModel's parse spec,
-the rows balance, the BigQuery output (schema, table spec, the WriteToBigQuery transform) and the CLI errors."""
+the rows balance, the BatchScorer's executor on real Beam, the BigQuery output (schema, table spec, the
+WriteToBigQuery transform) and the CLI errors."""
+import csv
+import glob
 import json
 import os
 
@@ -10,12 +13,13 @@ import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from tensorflow_serving.apis import prediction_log_pb2
+from tfx.types import artifact_utils, standard_artifacts
 
 from modules import batch_inference as bi
 from pipelines import batch_inference as pipeline_bi
 from pipelines import bigquery
 from pipelines.__main__ import main
-from pipelines.components import beam_io, predictions_export
+from pipelines.components import batch_scorer, beam_io, predictions_export
 from pipelines.components.predictions_export import PredictionsExport
 
 
@@ -186,3 +190,89 @@ def test_a_plain_saved_model_is_staged_as_a_model_artifact(tiny_model, tmp_path)
   staged = pipeline_bi.model_artifact_dir(str(plain), str(tmp_path / 'staging'))
   assert os.path.realpath(os.path.join(staged, 'Format-Serving')) == os.path.realpath(str(plain))
   assert pipeline_bi.model_artifact_dir('gs://b/models/7', str(tmp_path)) == 'gs://b/models/7'
+
+
+def _scorer_artifacts(tmp_path, tiny_model, rows):
+  """Examples (split score, two GZIP files), the tiny Model artifact and an empty Predictions artifact."""
+  examples = standard_artifacts.Examples()
+  examples.uri = str(tmp_path / 'examples')
+  examples.split_names = artifact_utils.encode_split_names(['score'])
+  split_dir = tmp_path / 'examples' / 'Split-score'
+  split_dir.mkdir(parents=True)
+  for shard, part in enumerate((rows[:3], rows[3:])):
+    with tf.io.TFRecordWriter(str(split_dir / f'data-{shard}.gz'), options='GZIP') as writer:
+      for row in part:
+        writer.write(beam_io.row_to_example(row).SerializeToString())
+  model = standard_artifacts.Model()
+  model.uri = os.path.dirname(tiny_model)
+  predictions = batch_scorer.Predictions()
+  predictions.uri = str(tmp_path / 'predictions')
+  os.makedirs(predictions.uri)
+  return {'examples': [examples], 'model': [model]}, {'predictions': [predictions]}
+
+
+@pytest.mark.parametrize('output_format', ['csv', 'jsonl'])
+def test_batch_scorer_scores_every_row_in_batches_with_its_key(output_format, tiny_model, tmp_path):
+  rows = [{'key': f'k{i}', 'x': float(i), 'n': i % 2} for i in range(4)] + [{'key': 'a,b', 'x': 0.5, 'n': 3}]
+  inputs, outputs = _scorer_artifacts(tmp_path, tiny_model, rows)
+  batch_scorer.Executor().Do(inputs, outputs, {
+      'split': 'score', 'signature_name': 'serving_default', 'key_feature': 'key', 'output_names': '[]',
+      'batch_size': 2, 'num_shards': 1, 'output_format': output_format})
+  predictions = outputs['predictions'][0]
+  files = glob.glob(os.path.join(predictions.uri, f'predictions-*.{output_format}'))
+  with open(files[0]) as f:
+    scored = list(csv.DictReader(f)) if output_format == 'csv' else [json.loads(line) for line in f]
+  expected = {r['key']: 2 * r['x'] + r['n'] for r in rows}
+  assert sorted(r['key'] for r in scored) == sorted(expected)  # 'a,b' quoted in CSV, every row once
+  for r in scored:
+    assert float(r['score']) == pytest.approx(expected[r['key']])
+    # A two-valued output: its first value in a CSV cell, the list in JSONL.
+    assert (float(r['pair']) == pytest.approx(expected[r['key']]) if output_format == 'csv' else
+            r['pair'] == pytest.approx([expected[r['key']], -expected[r['key']]]))
+  assert predictions.get_int_custom_property('rows_out') == len(rows) == beam_io.read_counts(
+      predictions.uri)['rows_out']
+
+
+def test_batch_scorer_refuses_an_unknown_output(tiny_model, tmp_path):
+  inputs, outputs = _scorer_artifacts(tmp_path, tiny_model, [{'key': 'a', 'x': 1.0}])
+  with pytest.raises(ValueError, match="no output"):
+    batch_scorer.Executor().Do(inputs, outputs, {
+        'split': 'score', 'signature_name': 'serving_default', 'key_feature': 'key', 'output_names': '["nope"]',
+        'batch_size': 2, 'num_shards': 1, 'output_format': 'csv'})
+
+
+def test_the_bigquery_schema_is_the_same_from_a_batch_or_a_log():
+  log = _log('007', 1.5, [1.5, -1.5])
+  from_log = predictions_export.bigquery_schema(log, 'customer_id', ['pair', 'score'], [])
+  from_batch = predictions_export.table_schema(
+      'customer_id', 'bytes_list', {'pair': np.array([1.5, -1.5], np.float32), 'score': np.float32(1.5)}, {})
+  assert from_log == from_batch
+
+
+def test_csv_cells_read_back_exactly_and_quote_only_when_needed():
+  def cells(values):
+    return [c.decode() for c in batch_scorer.csv_cells(tf.constant(values)).numpy()]
+  assert cells(np.array([0.1, 2.5, 46.71676], np.float32)) == ['0.100000001', '2.5', '46.7167587']
+  assert [np.float32(c) for c in cells(np.array([0.1, 1 / 3], np.float32))] == [np.float32(0.1), np.float32(1 / 3)]
+  assert cells(np.array([0.1], np.float64)) == ['0.10000000000000001']
+  assert cells(np.array([[1, 2], [3, 4]], np.int64)) == ['1', '3']  # a row's first value
+  assert cells(np.array([True, False])) == ['True', 'False']
+  assert cells(np.array([b'0007', b'a,b', b'say "hi"', b'two\nlines'])) == [
+      '0007', '"a,b"', '"say ""hi"""', '"two\nlines"']
+
+
+def test_parts_of_a_file_score_every_batch_exactly_once(tiny_model, tmp_path):
+  rows = [{'key': f'k{i}', 'x': float(i)} for i in range(7)]
+  inputs, _ = _scorer_artifacts(tmp_path, tiny_model, rows)
+  path = sorted(glob.glob(os.path.join(inputs['examples'][0].uri, 'Split-score', '*')))[1]  # rows 3..6
+  score_file = batch_scorer._ScoreFile(  # pylint: disable=protected-access
+      tiny_model, 'serving_default', 'key', 'bytes_list', ['score'], 1, 'csv')
+  score_file.setup()
+  lines = [line for part in range(3) for chunk in score_file.process((path, part, 3)) if isinstance(chunk, str)
+           for line in chunk.splitlines()]
+  assert sorted(lines) == ['k3,6', 'k4,8', 'k5,10', 'k6,12']
+  multi = ['--direct_running_mode=multi_processing', '--direct_num_workers=4']
+  assert batch_scorer.parts_per_file(multi, 1) == 4 and batch_scorer.parts_per_file(multi, 3) == 2
+  assert batch_scorer.parts_per_file(multi, 8) == 1
+  assert batch_scorer.parts_per_file(['--direct_running_mode=in_memory'], 1) == 1
+  assert batch_scorer.parts_per_file(['--runner=DataflowRunner'], 1) == 1

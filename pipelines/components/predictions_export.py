@@ -21,6 +21,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 from absl import logging
 from tensorflow_serving.apis import prediction_log_pb2
@@ -100,25 +101,32 @@ def first_log(pattern: str) -> prediction_log_pb2.PredictionLog:
   raise ValueError(f'no PredictionLog in {pattern}')
 
 
-def bigquery_schema(log: prediction_log_pb2.PredictionLog, key_feature: str, output_names: List[str],
-                    carry_features: List[str]) -> Dict[str, List[Dict[str, str]]]:
-  """The output table's schema (WriteToBigQuery's dict form) from one PredictionLog: the key (REQUIRED,
-  typed as its tf.Example feature), the outputs (typed by their tensor dtype; REPEATED when an example has
-  several values) and the carried features."""
-  request = log.predict_log.request
-  example = tf.train.Example.FromString(next(iter(request.inputs.values())).string_val[0])
-  fields = []
-  for name in [key_feature] + carry_features:
-    kind = example.features.feature[name].WhichOneof('kind')
-    fields.append({'name': bigquery.column(name).strip('`'), 'type': _BQ_TYPES[kind],
-                   'mode': 'REQUIRED' if name == key_feature else 'NULLABLE'})
-  for name in output_names:
-    array = tf.make_ndarray(log.predict_log.response.outputs[name])
+def table_schema(key_feature: str, key_kind: str, outputs: Dict[str, Any], carried: Dict[str, str]
+                 ) -> Dict[str, List[Dict[str, str]]]:
+  """The output table's schema (WriteToBigQuery's dict form): the key (REQUIRED, typed by its tf.Example kind
+  'bytes_list' / 'int64_list' / 'float_list'), the outputs (one example's values, typed by their dtype; REPEATED
+  when there are several) and the carried features ({name: kind})."""
+  fields = [{'name': bigquery.column(name).strip('`'), 'type': _BQ_TYPES[kind],
+             'mode': 'REQUIRED' if name == key_feature else 'NULLABLE'}
+            for name, kind in [(key_feature, key_kind)] + list(carried.items())]
+  for name, values in outputs.items():
+    array = np.asarray(values)
     kind = ('BOOLEAN' if array.dtype == bool else 'INTEGER' if array.dtype.kind in 'iu'
             else 'FLOAT' if array.dtype.kind == 'f' else 'STRING')
     fields.append({'name': bigquery.column(name).strip('`'), 'type': kind,
                    'mode': 'REPEATED' if array.size > 1 else 'NULLABLE'})
   return {'fields': fields}
+
+
+def bigquery_schema(log: prediction_log_pb2.PredictionLog, key_feature: str, output_names: List[str],
+                    carry_features: List[str]) -> Dict[str, List[Dict[str, str]]]:
+  """table_schema from one PredictionLog: its input example's key and carried features, its outputs."""
+  request = log.predict_log.request
+  example = tf.train.Example.FromString(next(iter(request.inputs.values())).string_val[0])
+  kinds = {name: example.features.feature[name].WhichOneof('kind') for name in [key_feature] + carry_features}
+  return table_schema(key_feature, kinds.pop(key_feature),
+                      {name: tf.make_ndarray(log.predict_log.response.outputs[name]) for name in output_names},
+                      kinds)
 
 
 def bigquery_sink(output_table: str, schema: Dict[str, Any], write_disposition: str) -> beam.PTransform:
