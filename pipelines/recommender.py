@@ -47,7 +47,7 @@ SETTINGS: Dict[str, Any] = {
     'epochs': 5,
     'sampled_negatives': 2,           # unlistened tracks per training pair as negatives (0: listened pairs only)
     'sampled_negative_weight': 1.0,
-    'listened_negative_weight': 0.0,  # x the weight (1 / count) of listened pairs with label 0 in training (0: left out)
+    'listened_negative_weight': 0.0,  # x the weight (1 / count) of listened label-0 pairs in training (0: left out)
     'top_k': 10,                      # tracks per user in the top-k signature and recommendations.csv
     'recall_samples': 1000,           # sampled tracks each positive test pair is ranked against
     'min_auc': 0.5,                   # blessing: test AUC above chance

@@ -164,6 +164,9 @@ def test_bigquery_output_schema_table_and_transform_offline():
   with pytest.raises(bigquery.InvalidIdentifier):
     PredictionsExport(inference_result=None, key_feature='k', output_names=[], output_format='bigquery',
                       output_table='bq://p.d.t')
+  with pytest.raises(bigquery.InvalidIdentifier):
+    batch_scorer.BatchScorer(examples=None, model=None, split='score', key_feature='k', output_format='bigquery',
+                             output_table='bq://p.d.t')
 
 
 @pytest.mark.parametrize('args, message', [

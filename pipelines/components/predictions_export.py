@@ -147,6 +147,17 @@ def _csv_line(values: List[Any]) -> str:
   return buffer.getvalue()
 
 
+def check_output(output_format: str, output_table: str, write_disposition: str) -> None:
+  """Raises ValueError for an unknown output format or write disposition, bigquery.InvalidIdentifier for an
+  invalid output table (bq://project.dataset.table) when the format is 'bigquery'."""
+  if output_format not in OUTPUT_FORMATS:
+    raise ValueError(f'output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}')
+  if output_format == 'bigquery':
+    bigquery.BigQueryTable.parse(output_table)
+    if write_disposition not in WRITE_DISPOSITIONS:
+      raise ValueError(f'write_disposition must be one of {WRITE_DISPOSITIONS}, got {write_disposition!r}')
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
   """Reads PredictionLogs, writes CSV or JSONL shards or a BigQuery table, and counts."""
 
@@ -219,12 +230,7 @@ class PredictionsExport(base_beam_component.BaseBeamComponent):
     'bigquery'), output_table (bq://project.dataset.table for 'bigquery'), write_disposition (BigQuery's
     WRITE_TRUNCATE, WRITE_APPEND or WRITE_EMPTY).
     Raises bigquery.InvalidIdentifier for an invalid output table, ValueError for an unknown format."""
-    if output_format not in OUTPUT_FORMATS:
-      raise ValueError(f'output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}')
-    if output_format == 'bigquery':
-      bigquery.BigQueryTable.parse(output_table)
-      if write_disposition not in WRITE_DISPOSITIONS:
-        raise ValueError(f'write_disposition must be one of {WRITE_DISPOSITIONS}, got {write_disposition!r}')
+    check_output(output_format, output_table, write_disposition)
     super().__init__(spec=PredictionsExportSpec(
         inference_result=inference_result, key_feature=key_feature, output_names=json.dumps(output_names),
         carry_features=json.dumps(carry_features or []), num_shards=num_shards, output_format=output_format,
