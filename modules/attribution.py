@@ -19,9 +19,9 @@ import tensorflow_model_analysis as tfma
 import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
-from google.protobuf import wrappers_pb2
 from tfx_bsl.public import tfxio
 
+from pipelines import metrics
 from pipelines.components.examples_builder import BuiltExamples
 
 KEY = 'journey_id'
@@ -346,12 +346,6 @@ def run_fn(fn_args) -> None:
 # eval_config (Evaluator): the RNN and the counts LR on the same test journeys
 # ---------------------------------------------------------------------------------------------------
 
-def _classification_metrics() -> List[tfma.MetricConfig]:
-  return [tfma.MetricConfig(class_name=name) for name in (
-      'ExampleCount', 'AUC', 'AUCPrecisionRecall', 'BinaryCrossentropy', 'Calibration', 'MeanLabel',
-      'MeanPrediction')]
-
-
 def eval_config(min_auc: float, max_auc_decrease: float) -> tfma.EvalConfig:
   """AUC, PR-AUC, log loss (binary cross-entropy), calibration (mean prediction / mean label) of the RNN and
   of the logistic regression on campaign counts, on the same test journeys.
@@ -359,24 +353,5 @@ def eval_config(min_auc: float, max_auc_decrease: float) -> tfma.EvalConfig:
   Blessing (on conversion_probability): AUC at least `min_auc`, and at most `max_auc_decrease` (absolute)
   below the latest blessed model's on the same journeys.
   """
-  gated = _classification_metrics()
-  for metric in gated:
-    if metric.class_name == 'AUC':
-      metric.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()], threshold=tfma.MetricThreshold(
-          value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_auc}),
-          change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                                                       absolute={'value': -max_auc_decrease})))
-  label_keys = {PREDICTION: LABEL, LR_PREDICTION: LABEL}
-  return tfma.EvalConfig(
-      model_specs=[
-          tfma.ModelSpec(name='candidate', signature_name='serving_default', label_keys=label_keys),
-          tfma.ModelSpec(name='baseline', signature_name='serving_default', label_keys=label_keys,
-                         is_baseline=True),
-      ],
-      slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=['journey_length'])],
-      options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
-      metrics_specs=[
-          tfma.MetricsSpec(metrics=gated, output_names=[PREDICTION]),
-          tfma.MetricsSpec(metrics=_classification_metrics(), output_names=[LR_PREDICTION],
-                           model_names=['candidate']),
-      ])
+  return metrics.classifier_eval_config(PREDICTION, LR_PREDICTION, LABEL, min_auc, max_auc_decrease,
+                                        [tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=['journey_length'])])

@@ -22,9 +22,9 @@ import tensorflow_model_analysis as tfma
 import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
-from google.protobuf import wrappers_pb2
 from tfx_bsl.public import tfxio
 
+from pipelines import metrics
 from pipelines.components.examples_builder import BuiltExamples
 
 USER, TRACK, ARTIST, TAGS = 'user_name', 'track_id', 'artist_name', 'tags'
@@ -458,36 +458,12 @@ def run_fn(fn_args) -> None:
 # eval_config (Evaluator): the pair classifier and the popularity score on the same test pairs
 # ---------------------------------------------------------------------------------------------------
 
-def _classification_metrics() -> List[tfma.MetricConfig]:
-  return [tfma.MetricConfig(class_name=name) for name in (
-      'ExampleCount', 'AUC', 'AUCPrecisionRecall', 'BinaryCrossentropy', 'Calibration', 'MeanLabel',
-      'MeanPrediction')]
-
-
 def eval_config(min_auc: float, max_auc_decrease: float) -> tfma.EvalConfig:
   """AUC, PR-AUC, log loss, calibration of |cosine| as the probability of a repeat listen (label) and of the
   popularity score, on the in-vocabulary test pairs. Blessing (on probability): AUC at least `min_auc` and at
   most `max_auc_decrease` below the latest blessed model's."""
-  gated = _classification_metrics()
-  for metric in gated:
-    if metric.class_name == 'AUC':
-      metric.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()], threshold=tfma.MetricThreshold(
-          value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_auc}),
-          change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                                                       absolute={'value': -max_auc_decrease})))
-  label_keys = {PREDICTION: LABEL, POPULARITY: LABEL}
-  return tfma.EvalConfig(
-      model_specs=[
-          tfma.ModelSpec(name='candidate', signature_name='serving_default', label_keys=label_keys),
-          tfma.ModelSpec(name='baseline', signature_name='serving_default', label_keys=label_keys,
-                         is_baseline=True),
-      ],
-      slicing_specs=[tfma.SlicingSpec()],
-      options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
-      metrics_specs=[
-          tfma.MetricsSpec(metrics=gated, output_names=[PREDICTION]),
-          tfma.MetricsSpec(metrics=_classification_metrics(), output_names=[POPULARITY], model_names=['candidate']),
-      ])
+  return metrics.classifier_eval_config(PREDICTION, POPULARITY, LABEL, min_auc, max_auc_decrease,
+                                        [tfma.SlicingSpec()])
 
 
 # ---------------------------------------------------------------------------------------------------

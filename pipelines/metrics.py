@@ -23,6 +23,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Union
 import apache_beam as beam
 import numpy as np
 import tensorflow_model_analysis as tfma
+from google.protobuf import wrappers_pb2
 from tensorflow_model_analysis import constants
 from tensorflow_model_analysis.metrics import metric_types
 from tensorflow_model_analysis.metrics import metric_util
@@ -407,3 +408,35 @@ class FeaturePredictionMetrics(tfma.metrics.Metric):
         feature=feature,
         prefix=prefix,
         name=name)
+
+
+def classifier_eval_config(prediction: str, baseline_prediction: str, label: str, min_auc: float,
+                           max_auc_decrease: float, slicing_specs: List[tfma.SlicingSpec]) -> tfma.EvalConfig:
+  """Candidate vs latest blessed model: ExampleCount, AUC, PR-AUC, binary cross-entropy, calibration, mean label
+  and prediction of the output `prediction` (gated: AUC at least `min_auc` and at most `max_auc_decrease` below
+  the blessed model's) and, for the candidate only, of the baseline output `baseline_prediction` on the same
+  examples; both against `label`."""
+  def metrics() -> List[tfma.MetricConfig]:
+    return [tfma.MetricConfig(class_name=name) for name in (
+        'ExampleCount', 'AUC', 'AUCPrecisionRecall', 'BinaryCrossentropy', 'Calibration', 'MeanLabel',
+        'MeanPrediction')]
+  gated = metrics()
+  for metric in gated:
+    if metric.class_name == 'AUC':
+      metric.per_slice_thresholds.add(slicing_specs=[tfma.SlicingSpec()], threshold=tfma.MetricThreshold(
+          value_threshold=tfma.GenericValueThreshold(lower_bound={'value': min_auc}),
+          change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                                       absolute={'value': -max_auc_decrease})))
+  label_keys = {prediction: label, baseline_prediction: label}
+  return tfma.EvalConfig(
+      model_specs=[
+          tfma.ModelSpec(name='candidate', signature_name='serving_default', label_keys=label_keys),
+          tfma.ModelSpec(name='baseline', signature_name='serving_default', label_keys=label_keys,
+                         is_baseline=True),
+      ],
+      slicing_specs=slicing_specs,
+      options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
+      metrics_specs=[
+          tfma.MetricsSpec(metrics=gated, output_names=[prediction]),
+          tfma.MetricsSpec(metrics=metrics(), output_names=[baseline_prediction], model_names=['candidate']),
+      ])
