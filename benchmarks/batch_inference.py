@@ -1,6 +1,8 @@
 """Batch inference speed: rows/s of (a) the raw model called in one process in batches, (b) the pipeline's
 scoring stage (the BatchScorer execution, or BulkInferrer + PredictionsExport with --scorers bulk_inferrer) and
-(c) the whole pipeline, per input size, DirectRunner mode and scorer.
+(c) the whole pipeline, per input size, DirectRunner mode and scorer; and (r) reading the stage's input alone
+(the ExamplesBuilder's GZIP TFRecords through tf.data in batches, nothing scored), the part of (b) that (a) does
+not pay.
 
     python benchmarks/batch_inference.py [--rows 10000 100000 1000000] [--modes in_memory multi_processing]
         [--scorers batch_scorer bulk_inferrer] [--model PATH | --output runs] [--batch-size 1000]
@@ -12,6 +14,7 @@ The model is --model (a SavedModel or Trainer model folder), or the latest CLV m
 """
 import argparse
 import csv
+import glob
 import json
 import os
 import sys
@@ -52,6 +55,21 @@ def raw_model_rows_per_second(model_dir: str, data: str, batch_size: int) -> flo
     return len(serialized) / (time.time() - started)
 
 
+def read_rows_per_second(files: List[str], batch_size: int) -> float:
+  """Rows/s of reading GZIP TFRecord files in batches with tf.data in a TF1 session, as BatchScorer reads them."""
+  graph = tf.compat.v1.Graph()
+  with graph.as_default():
+    batches = tf.data.TFRecordDataset(files, compression_type='GZIP').batch(batch_size).prefetch(1)
+    size = tf.size(tf.compat.v1.data.make_one_shot_iterator(batches).get_next())
+    with tf.compat.v1.Session() as session:
+      started, rows = time.time(), 0
+      try:
+        while True:
+          rows += session.run(size)
+      except tf.errors.OutOfRangeError:
+        return rows / (time.time() - started)
+
+
 SCORING_NODES = {'batch_scorer': ('BatchScorer',), 'bulk_inferrer': ('BulkInferrer', 'PredictionsExport')}
 
 
@@ -65,9 +83,12 @@ def pipeline_run(model: str, data: str, output: str, mode: str, scorer: str, bat
   with open(os.path.join(output, 'batch_inference', 'summary.json')) as f:
     summary = json.load(f)
   assert summary['data']['balanced'], summary['data']
+  examples = glob.glob(os.path.join(output, 'batch_inference', 'root', 'ExamplesBuilder', 'examples', '*',
+                                     'Split-score', '*'))
   return {'scoring': sum(summary['components'][node]['seconds'] for node in SCORING_NODES[scorer]),
           'pipeline': summary['wall_seconds'],
-          'rows_out': summary['data']['rows_out']}
+          'rows_out': summary['data']['rows_out'],
+          'read': read_rows_per_second(examples, batch_size)}
 
 
 def main_benchmark() -> None:
@@ -89,8 +110,9 @@ def main_benchmark() -> None:
     model = found['model']
   model_dir = os.path.join(pipeline_bi.model_artifact_dir(model, os.path.join(args.work, 'models')),
                            pipeline_bi.SERVING_DIR)
-  lines: List[str] = ['| rows | mode | scorer | raw model rows/s | scoring stage rows/s | (b)/(a) | pipeline s | '
-                      'pipeline rows/s |', '|---|---|---|---|---|---|---|---|']
+  lines: List[str] = ['| rows | mode | scorer | (a) raw model rows/s | (b) scoring stage rows/s | (b)/(a) | '
+                      '(r) reading alone rows/s | (c) pipeline s | pipeline rows/s |',
+                      '|---|---|---|---|---|---|---|---|---|']
   for rows in args.rows:
     data = os.path.join(args.work, f'customers-{rows}.csv')
     if not os.path.exists(data):
@@ -101,8 +123,9 @@ def main_benchmark() -> None:
         result = pipeline_run(model, data, os.path.join(args.work, f'run-{mode}-{scorer}-{rows}-{time.time():.0f}'),
                               mode, scorer, args.batch_size)
         scoring = rows / result['scoring']
-        lines.append(f'| {rows} | {mode} | {scorer} | {raw:,.0f} | {scoring:,.0f} | {scoring / raw:.2f} | '
-                     f'{result["pipeline"]:.0f} | {rows / result["pipeline"]:,.0f} |')
+        lines.append(f'| {rows} | {mode} | {scorer} | {raw:,.0f} | {scoring:,.0f} ({result["scoring"]:.1f} s) | '
+                     f'{scoring / raw:.2f} | {result["read"]:,.0f} | {result["pipeline"]:.0f} | '
+                     f'{rows / result["pipeline"]:,.0f} |')
         print(lines[-1], flush=True)
   print('\n'.join(lines))
 

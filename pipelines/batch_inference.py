@@ -57,7 +57,8 @@ SETTINGS: Dict[str, Any] = {
     'output_format': 'csv',           # 'csv' or 'jsonl' files, or 'bigquery' (output_table)
     'output_table': '',               # bq://project.dataset.table for output_format=bigquery
     'write_disposition': 'WRITE_TRUNCATE',
-    'num_shards': 4,                  # output files (0: Beam chooses)
+    'num_shards': 4,                  # output files of scorer=bulk_inferrer (0: Beam chooses); BatchScorer writes
+                                      # one per input file
     'scorer': 'batch_scorer',         # 'batch_scorer' (fixed batches) or 'bulk_inferrer' (TFX BulkInferrer + export)
     'batch_size': 1000,               # rows per model call (batch_scorer)
     'rows': 200_000,                  # --rows: customers in the generated default input
@@ -224,8 +225,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
     scorers = [BatchScorer(
         examples=builder.outputs['examples'], model=model.outputs['result'], split=split,
         key_feature=settings['key_column'], signature_name=settings['signature'], output_names=output_names,
-        batch_size=settings['batch_size'], num_shards=settings['num_shards'], output_format=output_format,
-        output_table=settings['output_table'], write_disposition=settings['write_disposition'])]
+        batch_size=settings['batch_size'], output_format=output_format, output_table=settings['output_table'],
+        write_disposition=settings['write_disposition'])]
   else:
     bulk_inferrer = tfx.components.BulkInferrer(
         examples=builder.outputs['examples'], model=model.outputs['result'],

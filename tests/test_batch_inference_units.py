@@ -13,6 +13,7 @@ import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from tensorflow_serving.apis import prediction_log_pb2
+from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
 
 from modules import batch_inference as bi
@@ -214,17 +215,25 @@ def _scorer_artifacts(tmp_path, tiny_model, rows):
   return {'examples': [examples], 'model': [model]}, {'predictions': [predictions]}
 
 
-@pytest.mark.parametrize('output_format', ['csv', 'jsonl'])
-def test_batch_scorer_scores_every_row_in_batches_with_its_key(output_format, tiny_model, tmp_path):
+@pytest.mark.parametrize('output_format,beam_mode', [('csv', 'in_memory'), ('jsonl', 'in_memory'),
+                                                     ('csv', 'multi_processing')])
+def test_batch_scorer_scores_every_row_in_batches_with_its_key(output_format, beam_mode, tiny_model, tmp_path):
   rows = [{'key': f'k{i}', 'x': float(i), 'n': i % 2} for i in range(4)] + [{'key': 'a,b', 'x': 0.5, 'n': 3}]
   inputs, outputs = _scorer_artifacts(tmp_path, tiny_model, rows)
-  batch_scorer.Executor().Do(inputs, outputs, {
-      'split': 'score', 'signature_name': 'serving_default', 'key_feature': 'key', 'output_names': '[]',
-      'batch_size': 2, 'num_shards': 1, 'output_format': output_format})
+  # Two workers: in_memory runs two DoFn instances as threads of this process, sharing one SessionScorer.
+  beam_args = [f'--direct_running_mode={beam_mode}', '--direct_num_workers=2']
+  batch_scorer.Executor(base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_args)).Do(
+      inputs, outputs, {'split': 'score', 'signature_name': 'serving_default', 'key_feature': 'key',
+                        'output_names': '[]', 'batch_size': 2, 'output_format': output_format})
   predictions = outputs['predictions'][0]
-  files = glob.glob(os.path.join(predictions.uri, f'predictions-*.{output_format}'))
-  with open(files[0]) as f:
-    scored = list(csv.DictReader(f)) if output_format == 'csv' else [json.loads(line) for line in f]
+  # One shard per input file (per file part with 2 worker processes), complete: no temporary file left.
+  shards = 2 * batch_scorer.parts_per_file(beam_args, 2)
+  assert sorted(os.listdir(predictions.uri)) == sorted(
+      ['counts.json'] + [f'predictions-{i:05d}-of-{shards:05d}.{output_format}' for i in range(shards)])
+  scored = []
+  for shard in sorted(glob.glob(os.path.join(predictions.uri, f'predictions-*.{output_format}'))):
+    with open(shard) as f:
+      scored += list(csv.DictReader(f)) if output_format == 'csv' else [json.loads(line) for line in f]
   expected = {r['key']: 2 * r['x'] + r['n'] for r in rows}
   assert sorted(r['key'] for r in scored) == sorted(expected)  # 'a,b' quoted in CSV, every row once
   for r in scored:
@@ -241,7 +250,7 @@ def test_batch_scorer_refuses_an_unknown_output(tiny_model, tmp_path):
   with pytest.raises(ValueError, match="no output"):
     batch_scorer.Executor().Do(inputs, outputs, {
         'split': 'score', 'signature_name': 'serving_default', 'key_feature': 'key', 'output_names': '["nope"]',
-        'batch_size': 2, 'num_shards': 1, 'output_format': 'csv'})
+        'batch_size': 2, 'output_format': 'csv'})
 
 
 def test_the_bigquery_schema_is_the_same_from_a_batch_or_a_log():
@@ -271,7 +280,7 @@ def test_parts_of_a_file_score_every_batch_exactly_once(tiny_model, tmp_path):
   score_file = batch_scorer._ScoreFile(  # pylint: disable=protected-access
       tiny_model, 'serving_default', 'key', 'bytes_list', ['score'], 1, 'csv')
   score_file.setup()
-  lines = [line for part in range(3) for chunk in score_file.process((path, part, 3)) if isinstance(chunk, str)
+  lines = [line for part in range(3) for chunk in score_file.text_chunks(path, part, 3)
            for line in chunk.splitlines()]
   assert sorted(lines) == ['k3,6', 'k4,8', 'k5,10', 'k6,12']
   multi = ['--direct_running_mode=multi_processing', '--direct_num_workers=4']

@@ -72,6 +72,12 @@ def WriteCounts(keyed_ones: beam.PCollection, output_dir: str) -> beam.pvalue.PD
                                            shard_name_template=''))
 
 
+def write_counts_file(output_dir: str, counts: Mapping[str, int]) -> None:
+  """Writes counts counted outside a WriteCounts transform (e.g. Beam counters) as WriteCounts does."""
+  with tf.io.gfile.GFile(os.path.join(output_dir, COUNTS_FILE), 'w') as f:
+    f.write(_merge_counts(counts.items()) + '\n')
+
+
 def read_counts(output_dir: str) -> Dict[str, int]:
   """Reads the counts written by WriteCounts; missing file -> empty dict."""
   path = os.path.join(output_dir, COUNTS_FILE)
