@@ -1,7 +1,12 @@
 """Test set-up: Keras 2 for every process, the repository root on sys.path, and the pipeline runs that several
 test modules share (session fixtures here run once; a fixture imported into a second module would run again)."""
+import contextlib
+import csv
 import json
 import os
+import pathlib
+import shutil
+import sqlite3
 import sys
 
 import pytest
@@ -9,11 +14,17 @@ import pytest
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, 'data', 'batch_inference'))
+import generate  # pylint: disable=g-import-not-at-top,wrong-import-position  (data/batch_inference/generate.py)
 
 SAMPLE = os.path.join(REPO, 'data', 'clv', 'transactions_sample.csv')
 SALES_SAMPLE = os.path.join(REPO, 'data', 'sales_forecast', 'sales_sample.csv')
 RECOMMENDER_SAMPLE = os.path.join(REPO, 'data', 'recommender', 'listens_sample.csv')
 BAD_ROWS = ['77777,not-a-date,1,10.00', '77778,1997-02-01,1,-5.00', ',1997-02-01,1,5.00']
+SCORING_ROWS = 300  # generated customers scored by `batch_inference_run`
+SCORING_BAD_LINES = ['0000005,1,2,3', ',1,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0',  # malformed line, missing key
+                     '9999999,one,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0',  # unparsable value
+                     '0000007,0,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0']  # a second 0000007: duplicate key
 
 
 def _executions(metadata_path):
@@ -67,3 +78,47 @@ def recommender_run(tmp_path_factory):
   assert main(args) == 0
   out = root / 'runs' / 'recommender'
   return out, json.loads((out / 'summary.json').read_text())
+
+
+def _copy_run_dir(run_dir: pathlib.Path, source_use_case: str, destination: pathlib.Path) -> pathlib.Path:
+  """destination/<run dir name>: a copy of the files of a batch_inference run directory as they are now (ML
+  Metadata through sqlite's backup API, summary.json, report.md, rejected_rows.csv, prediction shards), beside a
+  link to the source use case's run directory (where `--from` found the model). root/ is not copied: ML Metadata
+  names the artifacts by their path under the original run directory."""
+  copy = destination / run_dir.name
+  copy.mkdir(parents=True)
+  for path in sorted(run_dir.iterdir()):
+    if path.name == 'metadata.sqlite':
+      with contextlib.closing(sqlite3.connect(path)) as original, \
+           contextlib.closing(sqlite3.connect(copy / path.name)) as backup:
+        original.backup(backup)
+    elif path.is_file():
+      shutil.copy2(path, copy / path.name)
+  if source_use_case:
+    (destination / source_use_case).symlink_to(run_dir.parent / source_use_case, target_is_directory=True)
+  return copy
+
+
+@pytest.fixture(scope='session')
+def batch_inference_run(clv_run, tmp_path_factory):
+  """batch_inference --from clv (the model `clv_run` pushed) over SCORING_ROWS generated customers plus
+  SCORING_BAD_LINES: (run directory, summary, input rows).
+
+  The run writes into the CLV run's output folder, where `--from clv` finds the model; tests run batch_inference
+  there again afterwards (test_batch_inference_pipeline_e2e.py), which replaces the run directory's files and
+  adds a later run to its ML Metadata. So the run directory returned is a copy taken right after this run
+  (see _copy_run_dir): the notebook test reads this run as the latest one whatever ran since.
+  """
+  from pipelines.__main__ import main  # pylint: disable=g-import-not-at-top
+  runs = clv_run[0].parent
+  data = runs.parent / 'scoring' / 'customers.csv'
+  generate.write_csv(str(data), SCORING_ROWS, seed=7)
+  with open(data, 'a') as f:
+    f.write('\n'.join(SCORING_BAD_LINES) + '\n')
+  assert main(['run', 'batch_inference', '--from', 'clv', '--data', str(data), '--output', str(runs)]) == 0
+  summary = json.loads((runs / 'batch_inference' / 'summary.json').read_text())
+  out = _copy_run_dir(runs / 'batch_inference', summary['settings']['source_use_case'],
+                      tmp_path_factory.mktemp('batch_inference_run'))
+  with open(data) as f:
+    inputs = list(csv.DictReader(f))
+  return out, json.loads((out / 'summary.json').read_text()), inputs

@@ -4,21 +4,10 @@ import csv
 import glob
 import json
 import os
-import sys
 
-import pytest
-
+from conftest import SCORING_BAD_LINES as BAD_LINES, SCORING_ROWS as ROWS, generate
 from pipelines import batch_inference as pipeline_bi
 from pipelines.__main__ import main
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'data', 'batch_inference'))
-import generate  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-ROWS = 300
-BAD_LINES = ['0000005,1,2,3', ',1,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0',  # malformed line, missing key
-             '9999999,one,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0',  # unparsable value
-             '0000007,0,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0']  # a second 0000007: duplicate key
 
 
 def _read_predictions(output):
@@ -29,23 +18,8 @@ def _read_predictions(output):
   return rows
 
 
-@pytest.fixture(scope='session')
-def keyed_run(clv_run):
-  """batch_inference --from clv over ROWS generated customers plus BAD_LINES: (output dir, summary, input rows)."""
-  runs = clv_run[0].parent
-  data = runs.parent / 'scoring' / 'customers.csv'
-  generate.write_csv(str(data), ROWS, seed=7)
-  with open(data, 'a') as f:
-    f.write('\n'.join(BAD_LINES) + '\n')
-  assert main(['run', 'batch_inference', '--from', 'clv', '--data', str(data), '--output', str(runs)]) == 0
-  out = runs / 'batch_inference'
-  with open(data) as f:
-    inputs = list(csv.DictReader(f))
-  return out, json.loads((out / 'summary.json').read_text()), inputs
-
-
-def test_keys_come_back_unchanged_and_complete(keyed_run):
-  out, summary, inputs = keyed_run
+def test_keys_come_back_unchanged_and_complete(batch_inference_run):
+  out, summary, inputs = batch_inference_run
   predictions = _read_predictions(str(out))
   keys = [row['customer_id'] for row in predictions]
   expected = {generate.customer_id(i) for i in range(ROWS)} - {'0000007'}  # duplicated by a bad line
@@ -55,8 +29,8 @@ def test_keys_come_back_unchanged_and_complete(keyed_run):
   assert summary['status'] == 'succeeded' and len(inputs) == ROWS + len(BAD_LINES)
 
 
-def test_rejected_rows_have_their_reason_and_in_equals_out_plus_rejected(keyed_run):
-  out, summary, _ = keyed_run
+def test_rejected_rows_have_their_reason_and_in_equals_out_plus_rejected(batch_inference_run):
+  out, summary, _ = batch_inference_run
   data = summary['data']
   assert data['rejected'] == {'malformed_line': 1, 'missing_key': 1, 'unparsable_value': 1, 'duplicate_key': 2}
   assert data['rows_in'] == ROWS + len(BAD_LINES) == data['rows_out'] + sum(data['rejected'].values())
@@ -68,10 +42,10 @@ def test_rejected_rows_have_their_reason_and_in_equals_out_plus_rejected(keyed_r
   assert any('9999999' in r['record'] for r in rejected if r['reason'] == 'unparsable_value')
 
 
-def test_bulk_inferrer_scorer_gives_the_same_rows(keyed_run, tmp_path):
+def test_bulk_inferrer_scorer_gives_the_same_rows(batch_inference_run, tmp_path):
   """--set scorer=bulk_inferrer (TFX BulkInferrer + PredictionsExport) over the same input and model: the same
   keys and predictions as the default BatchScorer, and the same balance."""
-  out, summary, _ = keyed_run
+  out, summary, _ = batch_inference_run
   batch = {row['customer_id']: float(row['predicted_value']) for row in _read_predictions(str(out))}
   assert main(['run', 'batch_inference', '--model', summary['settings']['model'], '--data', summary['data']['path'],
                '--output', str(tmp_path), '--set', 'key_column=customer_id', '--set', 'scorer=bulk_inferrer']) == 0
@@ -83,16 +57,16 @@ def test_bulk_inferrer_scorer_gives_the_same_rows(keyed_run, tmp_path):
   assert bulk.keys() == batch.keys() and max(abs(bulk[k] - batch[k]) for k in batch) < 1e-4
 
 
-def test_from_finds_the_latest_pushed_model(clv_run, keyed_run):
+def test_from_finds_the_latest_pushed_model(clv_run, batch_inference_run):
   clv_out, _, second, _, _ = clv_run
   found = pipeline_bi.latest_pushed_model(str(clv_out / 'metadata.sqlite'))
   assert found['pushed_to'] == second['pushed_model']
   assert os.path.exists(os.path.join(found['model'], 'Format-Serving', 'saved_model.pb'))
   assert (found['key_column'], found['build_fn']) == ('customer_id', 'modules.clv.build_examples')
-  assert keyed_run[1]['settings']['model'] == found['model']
+  assert batch_inference_run[1]['settings']['model'] == found['model']
 
 
-def test_raw_transactions_give_the_same_predictions_as_the_use_cases_own_score_split(clv_run, keyed_run):
+def test_raw_transactions_give_the_same_predictions_as_the_use_cases_own_score_split(clv_run, batch_inference_run):
   """CLV's raw transactions through --from clv: its build_examples (the params of the run that trained the
   model) makes the score split, so every customer's prediction equals CLV's own predictions.csv."""
   clv_out, first, _, _, _ = clv_run

@@ -1,0 +1,123 @@
+"""notebooks/batch_inference.ipynb executed headless (nbclient) on the session's batch_inference run (--from clv,
+generated customers plus bad lines); its NOTEBOOK_SUMMARY line agrees with summary.json, with the prediction shards
+of the run directory (read here with csv) and with the CLV run's ML Metadata."""
+import csv
+import glob
+import json
+import math
+import os
+import time
+from typing import Any, Dict, List, Tuple
+
+import nbclient
+import nbformat
+import pytest
+
+from conftest import REPO
+from pipelines.batch_inference import latest_pushed_model
+
+NOTEBOOK = os.path.join(REPO, 'notebooks', 'batch_inference.ipynb')
+SUMMARY_PREFIX = 'NOTEBOOK_SUMMARY '
+
+
+def _code_cells(notebook) -> List[Any]:
+  return [cell for cell in notebook.cells if cell.cell_type == 'code']
+
+
+def _tagged(notebook, tag: str):
+  cells = [cell for cell in notebook.cells if tag in cell.metadata.get('tags', [])]
+  assert len(cells) == 1, tag
+  return cells[0]
+
+
+def _data(cell, mime: str) -> List[Any]:
+  return [output.data[mime] for output in cell.outputs if 'data' in output and mime in output.data]
+
+
+def _shard_rows(run_dir) -> List[Dict[str, str]]:
+  """Every row of the run directory's prediction shards, as the csv module reads them (all text)."""
+  rows = []
+  for shard in sorted(glob.glob(os.path.join(str(run_dir), 'predictions-*-of-*.csv'))):
+    with open(shard, newline='') as f:
+      rows += list(csv.DictReader(f))
+  return rows
+
+
+@pytest.fixture(scope='module')
+def executed(batch_inference_run, tmp_path_factory) -> Tuple[Any, Dict[str, Any], float]:
+  """(executed notebook, its NOTEBOOK_SUMMARY dict, seconds the execution took)."""
+  out = batch_inference_run[0]
+  notebook = nbformat.read(NOTEBOOK, as_version=4)
+  client = nbclient.NotebookClient(notebook, kernel_name='python3', timeout=600, startup_timeout=180,
+                                   resources={'metadata': {'path': os.path.join(REPO, 'notebooks')}})
+  env = dict(os.environ, BATCH_INFERENCE_RUN_DIR=str(out), TF_USE_LEGACY_KERAS='1', PYTHONHASHSEED='0')
+  start = time.perf_counter()
+  client.execute(env=env)  # raises CellExecutionError on the first failing cell
+  seconds = time.perf_counter() - start
+  nbformat.write(notebook, str(tmp_path_factory.mktemp('notebook') / 'batch_inference.executed.ipynb'))
+  lines = [line for cell in _code_cells(notebook) for output in cell.outputs if output.output_type == 'stream'
+           for line in output.text.splitlines() if line.startswith(SUMMARY_PREFIX)]
+  assert len(lines) == 1, lines
+  return notebook, json.loads(lines[0][len(SUMMARY_PREFIX):]), seconds
+
+
+def test_committed_notebook_has_no_outputs():
+  notebook = nbformat.read(NOTEBOOK, as_version=4)
+  nbformat.validate(notebook)
+  assert all(not cell.outputs and cell.execution_count is None for cell in _code_cells(notebook))
+
+
+def test_every_cell_ran_without_error(executed, capsys):
+  notebook, _, seconds = executed
+  cells = _code_cells(notebook)
+  assert all(cell.execution_count is not None for cell in cells)
+  assert not [output for cell in cells for output in cell.outputs if output.output_type == 'error']
+  with capsys.disabled():
+    print(f'\nnotebooks/batch_inference.ipynb: {len(cells)} code cells executed in {seconds:.1f} s')
+
+
+def test_rows_balance_agrees_with_the_summary(batch_inference_run, executed):
+  _, summary, _ = batch_inference_run
+  notebook, shown, _ = executed
+  data = summary['data']
+  assert (shown['rows_in'], shown['rows_out'], shown['rejected'], shown['balanced']) == (
+      data['rows_in'], data['rows_out'], data['rejected'], data['balanced'])
+  assert shown['rejected'] and shown['balanced']  # the bad lines were rejected, and nothing was lost
+  assert shown['rejected_rows_read'] == sum(data['rejected'].values())
+  for tag in ('rows-balance', 'rejected-rows'):
+    assert '<table' in _data(_tagged(notebook, tag), 'text/html')[0], tag
+  assert all(reason in _data(_tagged(notebook, 'rejected-rows'), 'text/html')[0] for reason in data['rejected'])
+
+
+def test_predictions_agree_with_the_shards_in_the_run_dir(batch_inference_run, executed):
+  out, summary, _ = batch_inference_run
+  notebook, shown, _ = executed
+  rows = _shard_rows(out)
+  key = summary['settings']['key_column']
+  values = [float(row['predicted_value']) for row in rows]
+  assert rows and shown['key_column'] == key
+  assert shown['prediction_rows'] == len(rows) == summary['data']['rows_out']
+  assert shown['distinct_keys'] == len({row[key] for row in rows})
+  assert shown['first_output'] == 'predicted_value'
+  assert shown['first_output_mean'] == pytest.approx(math.fsum(values) / len(values), rel=1e-9)
+  ranked = sorted(rows, key=lambda row: -float(row['predicted_value']))
+  assert shown['top_keys'][0] == ranked[0][key] and len(shown['top_keys']) == 10  # keys as text: '0000042'
+  assert _data(_tagged(notebook, 'figure-histogram'), 'image/png')
+  for tag in ('predictions-describe', 'top-keys'):
+    assert '<table' in _data(_tagged(notebook, tag), 'text/html')[0], tag
+
+
+def test_model_is_traced_to_the_clv_push(clv_run, batch_inference_run, executed):
+  _, summary, _ = batch_inference_run
+  _, shown, _ = executed
+  pushed = latest_pushed_model(str(clv_run[0] / 'metadata.sqlite'))
+  assert (shown['model_uri'], shown['source_use_case']) == (summary['settings']['model'], 'clv')
+  assert shown['pushed_to'] == pushed['pushed_to'] and shown['scorer'] == 'BatchScorer'
+
+
+def test_component_seconds_agree_with_the_summary(batch_inference_run, executed):
+  _, summary, _ = batch_inference_run
+  _, shown, _ = executed
+  assert shown['seconds'] == {node: c['seconds'] for node, c in summary['components'].items()}
+  rows_per_second = summary['data']['rows_out'] / summary['components']['BatchScorer']['seconds']
+  assert shown['scoring_rows_per_second'] == pytest.approx(rows_per_second)
