@@ -33,14 +33,19 @@ class CloudConfig:
 
 
 def direct_runner_args(mode: str, num_workers: int) -> List[str]:
-  """beam_pipeline_args for the DirectRunner; num_workers 0 means one per CPU core (multi_processing only).
+  """beam_pipeline_args for local Beam; num_workers 0 means one per CPU core (multi_processing only).
 
+  `--runner=FnApiRunner`: Beam 2.74's DirectRunner first tries the Prism runner, a Go binary it downloads from
+  GitHub, staging the job's dependencies for it (two sdist builds of setup.py) before it fails offline and falls
+  back to the FnApiRunner, the runner it uses for batch pipelines: about 6 s per Beam component (measured: 7.8 s
+  against 1.9 s for a 1,000-element pipeline), and a download at run time where there is a network. Naming the
+  FnApiRunner skips both; it honours direct_running_mode and direct_num_workers.
   `--setup_file` names this project's setup.py: without a dependency flag, TFX builds an sdist of itself before
-  every Beam component (for remote workers; 3.3 s each, measured), which the DirectRunner never stages."""
+  every Beam component (for remote workers; 3.3 s each, measured); the FnApiRunner stages nothing."""
   if mode not in BEAM_MODES:
     raise ValueError(f'beam_mode must be one of {BEAM_MODES}, got {mode!r}')
-  return [f'--direct_running_mode={mode}', f'--direct_num_workers={num_workers if mode != "in_memory" else 1}',
-          f'--setup_file={SETUP_FILE}']
+  return ['--runner=FnApiRunner', f'--direct_running_mode={mode}',
+          f'--direct_num_workers={num_workers if mode != "in_memory" else 1}', f'--setup_file={SETUP_FILE}']
 
 
 def bigquery_direct_args(cloud: CloudConfig) -> List[str]:

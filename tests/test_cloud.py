@@ -6,10 +6,12 @@ import re
 import subprocess
 import sys
 
+import apache_beam as beam
 import pytest
 from apache_beam.options import pipeline_options
 from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
 from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
+from apache_beam.runners.portability import stager
 from tfx.dsl.components.base.base_beam_component import BaseBeamComponent
 from tfx.utils import dependency_utils
 
@@ -111,12 +113,28 @@ def test_dataflow_setup_file_replaces_the_worker_image():
 
 def test_direct_runner_args_spare_tfx_its_sdist_build():
   """TFX adds an sdist of itself to beam args that name no dependency (3.3 s per Beam component); ours name
-  setup.py, which the DirectRunner never stages."""
+  setup.py."""
   for mode in runners.BEAM_MODES:
     args = runners.direct_runner_args(mode, 2)
     assert dependency_utils.make_beam_dependency_flags(args) == args
     assert pipeline_options.PipelineOptions(args).view_as(pipeline_options.SetupOptions).setup_file == (
         os.path.join(REPO, 'setup.py'))
+
+
+def test_local_beam_runs_on_the_fn_api_runner_and_stages_nothing(monkeypatch, tmp_path):
+  """With our local args a Beam pipeline runs on the FnApiRunner: no detour through the Prism runner, which
+  would stage the job's dependencies (sdist builds of setup.py) and download its binary."""
+  staged = []
+  create_job_resources = stager.Stager.create_job_resources
+  monkeypatch.setattr(stager.Stager, 'create_job_resources',
+                      staticmethod(lambda *a, **k: staged.append(a) or create_job_resources(*a, **k)))
+  args = runners.direct_runner_args('in_memory', 1)
+  with beam.Pipeline(argv=args) as pipeline:
+    _ = (pipeline | beam.Create(range(100)) | beam.Map(lambda x: 2 * x) | beam.CombineGlobally(sum)
+         | beam.io.WriteToText(str(tmp_path / 'total'), shard_name_template=''))
+  assert type(pipeline.runner).__name__ == 'FnApiRunner'
+  assert (tmp_path / 'total').read_text().strip() == str(2 * sum(range(100)))
+  assert not staged
 
 
 @pytest.mark.parametrize('args, message', [
