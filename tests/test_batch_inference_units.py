@@ -15,10 +15,11 @@ from apache_beam.testing.util import assert_that, equal_to
 from tensorflow_serving.apis import prediction_log_pb2
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
+from tfx.types.channel import Channel
 
 from modules import batch_inference as bi
 from pipelines import batch_inference as pipeline_bi
-from pipelines import bigquery
+from pipelines import bigquery, runners
 from pipelines.__main__ import main
 from pipelines.components import batch_scorer, beam_io, predictions_export
 from pipelines.components.predictions_export import PredictionsExport
@@ -243,6 +244,18 @@ def test_batch_scorer_scores_every_row_in_batches_with_its_key(output_format, be
             r['pair'] == pytest.approx([expected[r['key']], -expected[r['key']]]))
   assert predictions.get_int_custom_property('rows_out') == len(rows) == beam_io.read_counts(
       predictions.uri)['rows_out']
+
+
+def test_a_change_to_a_scorer_s_code_is_a_cache_miss():
+  """BatchScorer and PredictionsExport carry the hash of their module's source as an exec property (TFX keys
+  its cache on exec properties and inputs, not on a component's code)."""
+  examples, model = Channel(type=standard_artifacts.Examples), Channel(type=standard_artifacts.Model)
+  scorer = batch_scorer.BatchScorer(examples=examples, model=model, split='score', key_feature='key')
+  export = PredictionsExport(inference_result=Channel(type=standard_artifacts.InferenceResult), key_feature='key',
+                             output_names=[])
+  assert scorer.exec_properties['code_version'] == runners.code_version('pipelines.components.batch_scorer')
+  assert export.exec_properties['code_version'] == runners.code_version('pipelines.components.predictions_export')
+  assert scorer.exec_properties['code_version'] != export.exec_properties['code_version']
 
 
 def test_batch_scorer_refuses_an_unknown_output(tiny_model, tmp_path):

@@ -47,6 +47,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import path_utils
 
+from pipelines import runners
 from pipelines.components import beam_io
 from pipelines.components.predictions_export import (PREDICTIONS_PREFIX, Predictions, bigquery_sink, check_output,
                                                      table_schema)
@@ -68,6 +69,8 @@ class BatchScorerSpec(types.ComponentSpec):
       'output_format': ExecutionParameter(type=str),
       'output_table': ExecutionParameter(type=str, optional=True),
       'write_disposition': ExecutionParameter(type=str, optional=True),
+      'code_version': ExecutionParameter(type=str, optional=True),  # this module's source hash: a code change is a
+                                                                   # cache miss
   }
   INPUTS = {'examples': ChannelParameter(type=standard_artifacts.Examples),
             'model': ChannelParameter(type=standard_artifacts.Model)}
@@ -342,5 +345,5 @@ class BatchScorer(base_beam_component.BaseBeamComponent):
     super().__init__(spec=BatchScorerSpec(
         examples=examples, model=model, split=split, signature_name=signature_name, key_feature=key_feature,
         output_names=json.dumps(list(output_names)), batch_size=batch_size, output_format=output_format,
-        output_table=output_table, write_disposition=write_disposition,
+        output_table=output_table, write_disposition=write_disposition, code_version=runners.code_version(__name__),
         predictions=types.Channel(type=Predictions)))

@@ -30,7 +30,7 @@ from tfx.dsl.components.base import base_beam_component, base_beam_executor, exe
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from pipelines import bigquery
+from pipelines import bigquery, runners
 from pipelines.components import beam_io
 
 PREDICTIONS_PREFIX = 'predictions'
@@ -54,6 +54,8 @@ class PredictionsExportSpec(types.ComponentSpec):
       'output_format': ExecutionParameter(type=str, optional=True),
       'output_table': ExecutionParameter(type=str, optional=True),
       'write_disposition': ExecutionParameter(type=str, optional=True),
+      'code_version': ExecutionParameter(type=str, optional=True),  # this module's source hash: a code change is a
+                                                                   # cache miss
   }
   INPUTS = {'inference_result': ChannelParameter(type=standard_artifacts.InferenceResult)}
   OUTPUTS = {'predictions': ChannelParameter(type=Predictions)}
@@ -234,5 +236,5 @@ class PredictionsExport(base_beam_component.BaseBeamComponent):
     super().__init__(spec=PredictionsExportSpec(
         inference_result=inference_result, key_feature=key_feature, output_names=json.dumps(output_names),
         carry_features=json.dumps(carry_features or []), num_shards=num_shards, output_format=output_format,
-        output_table=output_table, write_disposition=write_disposition,
+        output_table=output_table, write_disposition=write_disposition, code_version=runners.code_version(__name__),
         predictions=types.Channel(type=Predictions)))
