@@ -8,7 +8,11 @@ import pathlib
 import shutil
 import sqlite3
 import sys
+import time
+from typing import Any, Dict, List, Tuple
 
+import nbclient
+import nbformat
 import pytest
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
@@ -122,3 +126,27 @@ def batch_inference_run(clv_run, tmp_path_factory):
   with open(data) as f:
     inputs = list(csv.DictReader(f))
   return out, json.loads((out / 'summary.json').read_text()), inputs
+
+
+NOTEBOOK_SUMMARY_PREFIX = 'NOTEBOOK_SUMMARY '
+
+
+def code_cells(notebook) -> List[Any]:
+  """A notebook's code cells."""
+  return [cell for cell in notebook.cells if cell.cell_type == 'code']
+
+
+def execute_notebook(name: str, run_dir_env: Dict[str, str]) -> Tuple[Any, Dict[str, Any], float]:
+  """Executes notebooks/<name> headless (nbclient, the venv's python3 kernel, Keras 2, hash seed 0) with
+  `run_dir_env` (e.g. {'CLV_RUN_DIR': ...}) added to its environment: (the executed notebook, the dict its one
+  NOTEBOOK_SUMMARY line holds, seconds the execution took). Raises CellExecutionError on the first failing cell."""
+  notebook = nbformat.read(os.path.join(REPO, 'notebooks', name), as_version=4)
+  client = nbclient.NotebookClient(notebook, kernel_name='python3', timeout=600, startup_timeout=180,
+                                   resources={'metadata': {'path': os.path.join(REPO, 'notebooks')}})
+  start = time.perf_counter()
+  client.execute(env=dict(os.environ, **run_dir_env, TF_USE_LEGACY_KERAS='1', PYTHONHASHSEED='0'))
+  seconds = time.perf_counter() - start
+  lines = [line for cell in code_cells(notebook) for output in cell.outputs if output.output_type == 'stream'
+           for line in output.text.splitlines() if line.startswith(NOTEBOOK_SUMMARY_PREFIX)]
+  assert len(lines) == 1, lines
+  return notebook, json.loads(lines[0][len(NOTEBOOK_SUMMARY_PREFIX):]), seconds

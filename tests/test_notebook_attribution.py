@@ -8,19 +8,13 @@ import os
 import shutil
 import sys
 
-import nbclient
 import nbformat
 import pytest
 
-from conftest import REPO
+from conftest import REPO, code_cells, execute_notebook
 from test_attribution_pipeline_e2e import shared_run
 
 NOTEBOOK = os.path.join(REPO, 'notebooks', 'attribution.ipynb')
-SUMMARY_PREFIX = 'NOTEBOOK_SUMMARY '
-
-
-def _code_cells(notebook):
-  return [cell for cell in notebook.cells if cell.cell_type == 'code']
 
 
 @pytest.fixture(scope='module')
@@ -30,27 +24,21 @@ def executed(tmp_path_factory):
   run_dir = tmp_path_factory.mktemp('attribution_notebook_run')
   (run_dir / 'summary.json').write_text(json.dumps(first))  # the run with ground truth
   shutil.copy(out / 'attention_by_position.csv', run_dir / 'attention_by_position.csv')
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  client = nbclient.NotebookClient(notebook, kernel_name='python3', timeout=600, startup_timeout=180,
-                                   resources={'metadata': {'path': os.path.join(REPO, 'notebooks')}})
-  client.execute(env=dict(os.environ, ATTRIBUTION_RUN_DIR=str(run_dir), TF_USE_LEGACY_KERAS='1', PYTHONHASHSEED='0'))
-  lines = [line for cell in _code_cells(notebook) for output in cell.outputs if output.output_type == 'stream'
-           for line in output.text.splitlines() if line.startswith(SUMMARY_PREFIX)]
-  assert len(lines) == 1, lines
-  return notebook, json.loads(lines[0][len(SUMMARY_PREFIX):]), first
+  notebook, shown, _ = execute_notebook('attribution.ipynb', {'ATTRIBUTION_RUN_DIR': str(run_dir)})
+  return notebook, shown, first
 
 
 def test_committed_notebook_has_no_outputs():
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   nbformat.validate(notebook)
-  assert all(not cell.outputs and cell.execution_count is None for cell in _code_cells(notebook))
+  assert all(not cell.outputs and cell.execution_count is None for cell in code_cells(notebook))
 
 
 def test_every_cell_ran_with_this_python(executed):
   notebook, summary, _ = executed
   assert summary['python'] == sys.executable
-  assert not [o for cell in _code_cells(notebook) for o in cell.outputs if o.output_type == 'error']
-  images = [o for cell in _code_cells(notebook) for o in cell.outputs if 'image/png' in o.get('data', {})]
+  assert not [o for cell in code_cells(notebook) for o in cell.outputs if o.output_type == 'error']
+  images = [o for cell in code_cells(notebook) for o in cell.outputs if 'image/png' in o.get('data', {})]
   assert len(images) == 2
 
 

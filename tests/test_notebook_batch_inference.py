@@ -3,25 +3,17 @@ generated customers plus bad lines); its NOTEBOOK_SUMMARY line agrees with summa
 of the run directory (read here with csv) and with the CLV run's ML Metadata."""
 import csv
 import glob
-import json
 import math
 import os
-import time
 from typing import Any, Dict, List, Tuple
 
-import nbclient
 import nbformat
 import pytest
 
-from conftest import REPO
+from conftest import REPO, code_cells, execute_notebook
 from pipelines.batch_inference import latest_pushed_model
 
 NOTEBOOK = os.path.join(REPO, 'notebooks', 'batch_inference.ipynb')
-SUMMARY_PREFIX = 'NOTEBOOK_SUMMARY '
-
-
-def _code_cells(notebook) -> List[Any]:
-  return [cell for cell in notebook.cells if cell.cell_type == 'code']
 
 
 def _tagged(notebook, tag: str):
@@ -46,30 +38,21 @@ def _shard_rows(run_dir) -> List[Dict[str, str]]:
 @pytest.fixture(scope='module')
 def executed(batch_inference_run, tmp_path_factory) -> Tuple[Any, Dict[str, Any], float]:
   """(executed notebook, its NOTEBOOK_SUMMARY dict, seconds the execution took)."""
-  out = batch_inference_run[0]
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  client = nbclient.NotebookClient(notebook, kernel_name='python3', timeout=600, startup_timeout=180,
-                                   resources={'metadata': {'path': os.path.join(REPO, 'notebooks')}})
-  env = dict(os.environ, BATCH_INFERENCE_RUN_DIR=str(out), TF_USE_LEGACY_KERAS='1', PYTHONHASHSEED='0')
-  start = time.perf_counter()
-  client.execute(env=env)  # raises CellExecutionError on the first failing cell
-  seconds = time.perf_counter() - start
+  notebook, shown, seconds = execute_notebook('batch_inference.ipynb',
+                                              {'BATCH_INFERENCE_RUN_DIR': str(batch_inference_run[0])})
   nbformat.write(notebook, str(tmp_path_factory.mktemp('notebook') / 'batch_inference.executed.ipynb'))
-  lines = [line for cell in _code_cells(notebook) for output in cell.outputs if output.output_type == 'stream'
-           for line in output.text.splitlines() if line.startswith(SUMMARY_PREFIX)]
-  assert len(lines) == 1, lines
-  return notebook, json.loads(lines[0][len(SUMMARY_PREFIX):]), seconds
+  return notebook, shown, seconds
 
 
 def test_committed_notebook_has_no_outputs():
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   nbformat.validate(notebook)
-  assert all(not cell.outputs and cell.execution_count is None for cell in _code_cells(notebook))
+  assert all(not cell.outputs and cell.execution_count is None for cell in code_cells(notebook))
 
 
 def test_every_cell_ran_without_error(executed, capsys):
   notebook, _, seconds = executed
-  cells = _code_cells(notebook)
+  cells = code_cells(notebook)
   assert all(cell.execution_count is not None for cell in cells)
   assert not [output for cell in cells for output in cell.outputs if output.output_type == 'error']
   with capsys.disabled():

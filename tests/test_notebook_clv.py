@@ -5,22 +5,18 @@ The notebook reads the run's ML Metadata and TFMA output; its last cell prints i
 """
 import collections
 import glob
-import json
 import os
 import sys
-import time
 
-import nbclient
 import nbformat
 import pytest
 import tensorflow as tf
 from jupyter_client.kernelspec import KernelSpecManager
 
-from conftest import REPO
+from conftest import REPO, code_cells, execute_notebook
 from pipelines.report import latest_run
 
 NOTEBOOK = os.path.join(REPO, 'notebooks', 'clv_tfma.ipynb')
-SUMMARY_PREFIX = 'NOTEBOOK_SUMMARY '
 FREQUENCY_BUCKETS = ['0', '1', '2-3', '4-7', '8+']
 
 
@@ -28,23 +24,10 @@ FREQUENCY_BUCKETS = ['0', '1', '2-3', '4-7', '8+']
 def executed(clv_run, tmp_path_factory):
   """(executed notebook, its NOTEBOOK_SUMMARY dict, seconds the execution took, the run's MLMD nodes)."""
   out = clv_run[0]
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  client = nbclient.NotebookClient(notebook, kernel_name='python3', timeout=600, startup_timeout=180,
-                                   resources={'metadata': {'path': os.path.join(REPO, 'notebooks')}})
-  env = dict(os.environ, CLV_RUN_DIR=str(out), TF_USE_LEGACY_KERAS='1', PYTHONHASHSEED='0')
-  start = time.perf_counter()
-  client.execute(env=env)  # raises CellExecutionError on the first failing cell
-  seconds = time.perf_counter() - start
+  notebook, shown, seconds = execute_notebook('clv_tfma.ipynb', {'CLV_RUN_DIR': str(out)})
   nbformat.write(notebook, str(tmp_path_factory.mktemp('notebook') / 'clv_tfma.executed.ipynb'))
-  lines = [line for cell in _code_cells(notebook) for output in cell.outputs if output.output_type == 'stream'
-           for line in output.text.splitlines() if line.startswith(SUMMARY_PREFIX)]
-  assert len(lines) == 1, lines
   nodes = latest_run(str(out / 'metadata.sqlite'), 'clv')
-  return notebook, json.loads(lines[0][len(SUMMARY_PREFIX):]), seconds, nodes
-
-
-def _code_cells(notebook):
-  return [cell for cell in notebook.cells if cell.cell_type == 'code']
+  return notebook, shown, seconds, nodes
 
 
 def _tagged(notebook, tag):
@@ -60,7 +43,7 @@ def _data(cell, mime):
 def test_committed_notebook_has_no_outputs():
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   nbformat.validate(notebook)
-  assert all(not cell.outputs and cell.execution_count is None for cell in _code_cells(notebook))
+  assert all(not cell.outputs and cell.execution_count is None for cell in code_cells(notebook))
 
 
 def test_kernel_is_this_venv_python(executed):
@@ -73,7 +56,7 @@ def test_kernel_is_this_venv_python(executed):
 
 def test_every_cell_ran_without_error(executed, capsys):
   notebook, _, seconds, _ = executed
-  cells = _code_cells(notebook)
+  cells = code_cells(notebook)
   assert all(cell.execution_count is not None for cell in cells)
   assert not [output for cell in cells for output in cell.outputs if output.output_type == 'error']
   with capsys.disabled():
@@ -149,7 +132,7 @@ def test_lineage_walks_from_the_pushed_model_to_the_csv_examples(clv_run, execut
 
 def test_figures_and_widget(executed):
   notebook, _, _, _ = executed
-  images = [image for cell in _code_cells(notebook) for image in _data(cell, 'image/png')]
+  images = [image for cell in code_cells(notebook) for image in _data(cell, 'image/png')]
   assert len(images) >= 2
   for tag in ('figure-mae-by-frequency', 'figure-deciles'):
     assert _data(_tagged(notebook, tag), 'image/png'), tag
