@@ -150,3 +150,29 @@ def execute_notebook(name: str, run_dir_env: Dict[str, str]) -> Tuple[Any, Dict[
            for line in output.text.splitlines() if line.startswith(NOTEBOOK_SUMMARY_PREFIX)]
   assert len(lines) == 1, lines
   return notebook, json.loads(lines[0][len(NOTEBOOK_SUMMARY_PREFIX):]), seconds
+
+
+def assert_committed_without_outputs(name: str) -> None:
+  """notebooks/<name> is a valid notebook committed with no outputs and no execution counts."""
+  notebook = nbformat.read(os.path.join(REPO, 'notebooks', name), as_version=4)
+  nbformat.validate(notebook)
+  assert all(not cell.outputs and cell.execution_count is None for cell in code_cells(notebook))
+
+
+def assert_every_cell_ran(notebook) -> None:
+  """Every code cell of an executed notebook ran, and none output an error."""
+  cells = code_cells(notebook)
+  assert all(cell.execution_count is not None for cell in cells)
+  assert not [output for cell in cells for output in cell.outputs if output.output_type == 'error']
+
+
+def tagged_cell(notebook, tag: str):
+  """The one cell of the notebook tagged `tag`."""
+  cells = [cell for cell in notebook.cells if tag in cell.metadata.get('tags', [])]
+  assert len(cells) == 1, tag
+  return cells[0]
+
+
+def cell_data(cell, mime: str) -> List[Any]:
+  """The cell's display outputs of MIME type `mime`."""
+  return [output.data[mime] for output in cell.outputs if 'data' in output and mime in output.data]

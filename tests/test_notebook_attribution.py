@@ -4,17 +4,13 @@ The notebook's last cell prints its key numbers as one JSON line (NOTEBOOK_SUMMA
 run's summary.json (the second run's, without ground truth, is what the run directory holds at the end; the
 notebook is executed on a copy of the first run's summary so the ground-truth columns are exercised)."""
 import json
-import os
 import shutil
 import sys
 
-import nbformat
 import pytest
 
-from conftest import REPO, code_cells, execute_notebook
+from conftest import assert_committed_without_outputs, code_cells, execute_notebook
 from test_attribution_pipeline_e2e import shared_run
-
-NOTEBOOK = os.path.join(REPO, 'notebooks', 'attribution.ipynb')
 
 
 @pytest.fixture(scope='module')
@@ -29,9 +25,7 @@ def executed(tmp_path_factory):
 
 
 def test_committed_notebook_has_no_outputs():
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  nbformat.validate(notebook)
-  assert all(not cell.outputs and cell.execution_count is None for cell in code_cells(notebook))
+  assert_committed_without_outputs('attribution.ipynb')
 
 
 def test_every_cell_ran_with_this_python(executed):

@@ -10,20 +10,9 @@ from typing import Any, Dict, List, Tuple
 import nbformat
 import pytest
 
-from conftest import REPO, code_cells, execute_notebook
+from conftest import (assert_committed_without_outputs, assert_every_cell_ran, cell_data, code_cells,
+                      execute_notebook, tagged_cell)
 from pipelines.batch_inference import latest_pushed_model
-
-NOTEBOOK = os.path.join(REPO, 'notebooks', 'batch_inference.ipynb')
-
-
-def _tagged(notebook, tag: str):
-  cells = [cell for cell in notebook.cells if tag in cell.metadata.get('tags', [])]
-  assert len(cells) == 1, tag
-  return cells[0]
-
-
-def _data(cell, mime: str) -> List[Any]:
-  return [output.data[mime] for output in cell.outputs if 'data' in output and mime in output.data]
 
 
 def _shard_rows(run_dir) -> List[Dict[str, str]]:
@@ -45,18 +34,14 @@ def executed(batch_inference_run, tmp_path_factory) -> Tuple[Any, Dict[str, Any]
 
 
 def test_committed_notebook_has_no_outputs():
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  nbformat.validate(notebook)
-  assert all(not cell.outputs and cell.execution_count is None for cell in code_cells(notebook))
+  assert_committed_without_outputs('batch_inference.ipynb')
 
 
 def test_every_cell_ran_without_error(executed, capsys):
   notebook, _, seconds = executed
-  cells = code_cells(notebook)
-  assert all(cell.execution_count is not None for cell in cells)
-  assert not [output for cell in cells for output in cell.outputs if output.output_type == 'error']
+  assert_every_cell_ran(notebook)
   with capsys.disabled():
-    print(f'\nnotebooks/batch_inference.ipynb: {len(cells)} code cells executed in {seconds:.1f} s')
+    print(f'\nnotebooks/batch_inference.ipynb: {len(code_cells(notebook))} code cells executed in {seconds:.1f} s')
 
 
 def test_rows_balance_agrees_with_the_summary(batch_inference_run, executed):
@@ -68,8 +53,8 @@ def test_rows_balance_agrees_with_the_summary(batch_inference_run, executed):
   assert shown['rejected'] and shown['balanced']  # the bad lines were rejected, and nothing was lost
   assert shown['rejected_rows_read'] == sum(data['rejected'].values())
   for tag in ('rows-balance', 'rejected-rows'):
-    assert '<table' in _data(_tagged(notebook, tag), 'text/html')[0], tag
-  assert all(reason in _data(_tagged(notebook, 'rejected-rows'), 'text/html')[0] for reason in data['rejected'])
+    assert '<table' in cell_data(tagged_cell(notebook, tag), 'text/html')[0], tag
+  assert all(reason in cell_data(tagged_cell(notebook, 'rejected-rows'), 'text/html')[0] for reason in data['rejected'])
 
 
 def test_predictions_agree_with_the_shards_in_the_run_dir(batch_inference_run, executed):
@@ -85,9 +70,9 @@ def test_predictions_agree_with_the_shards_in_the_run_dir(batch_inference_run, e
   assert shown['first_output_mean'] == pytest.approx(math.fsum(values) / len(values), rel=1e-9)
   ranked = sorted(rows, key=lambda row: -float(row['predicted_value']))
   assert shown['top_keys'][0] == ranked[0][key] and len(shown['top_keys']) == 10  # keys as text: '0000042'
-  assert _data(_tagged(notebook, 'figure-histogram'), 'image/png')
+  assert cell_data(tagged_cell(notebook, 'figure-histogram'), 'image/png')
   for tag in ('predictions-describe', 'top-keys'):
-    assert '<table' in _data(_tagged(notebook, tag), 'text/html')[0], tag
+    assert '<table' in cell_data(tagged_cell(notebook, tag), 'text/html')[0], tag
 
 
 def test_model_is_traced_to_the_clv_push(clv_run, batch_inference_run, executed):

@@ -13,10 +13,10 @@ import pytest
 import tensorflow as tf
 from jupyter_client.kernelspec import KernelSpecManager
 
-from conftest import REPO, code_cells, execute_notebook
+from conftest import (assert_committed_without_outputs, assert_every_cell_ran, cell_data, code_cells,
+                      execute_notebook, tagged_cell)
 from pipelines.report import latest_run
 
-NOTEBOOK = os.path.join(REPO, 'notebooks', 'clv_tfma.ipynb')
 FREQUENCY_BUCKETS = ['0', '1', '2-3', '4-7', '8+']
 
 
@@ -30,20 +30,8 @@ def executed(clv_run, tmp_path_factory):
   return notebook, shown, seconds, nodes
 
 
-def _tagged(notebook, tag):
-  cells = [cell for cell in notebook.cells if tag in cell.metadata.get('tags', [])]
-  assert len(cells) == 1, tag
-  return cells[0]
-
-
-def _data(cell, mime):
-  return [output.data[mime] for output in cell.outputs if 'data' in output and mime in output.data]
-
-
 def test_committed_notebook_has_no_outputs():
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  nbformat.validate(notebook)
-  assert all(not cell.outputs and cell.execution_count is None for cell in code_cells(notebook))
+  assert_committed_without_outputs('clv_tfma.ipynb')
 
 
 def test_kernel_is_this_venv_python(executed):
@@ -56,17 +44,15 @@ def test_kernel_is_this_venv_python(executed):
 
 def test_every_cell_ran_without_error(executed, capsys):
   notebook, _, seconds, _ = executed
-  cells = code_cells(notebook)
-  assert all(cell.execution_count is not None for cell in cells)
-  assert not [output for cell in cells for output in cell.outputs if output.output_type == 'error']
+  assert_every_cell_ran(notebook)
   with capsys.disabled():
-    print(f'\nnotebooks/clv_tfma.ipynb: {len(cells)} code cells executed in {seconds:.1f} s')
+    print(f'\nnotebooks/clv_tfma.ipynb: {len(code_cells(notebook))} code cells executed in {seconds:.1f} s')
 
 
 def test_overall_metrics_match_the_pipeline_summary(clv_run, executed):
   _, first, second, _, _ = clv_run
   notebook, summary, _, _ = executed
-  assert '<table' in _data(_tagged(notebook, 'overall-metrics'), 'text/html')[0]
+  assert '<table' in cell_data(tagged_cell(notebook, 'overall-metrics'), 'text/html')[0]
   assert summary['evaluation_uri'] == second['outputs']['evaluation']
   # The second run evaluates the first run's model beside the candidate iff the first run blessed it.
   assert summary['has_blessed_baseline'] is bool(first['blessed'])
@@ -94,10 +80,10 @@ def _eval_feature_counts(nodes, feature):
   return dict(counts)
 
 
-def test_slice_tables_cover_every_value_in_the_eval_data(executed):
+def test_slice_tables_cover_every_value_in_the_evalcell_data(executed):
   notebook, summary, _, nodes = executed
   for tag in ('slices-frequency', 'slices-month'):
-    assert '<table' in _data(_tagged(notebook, tag), 'text/html')[0], tag
+    assert '<table' in cell_data(tagged_cell(notebook, tag), 'text/html')[0], tag
   for column in ('frequency_bucket', 'first_purchase_month'):
     table = summary['slices'][column]
     assert {value: row['examples'] for value, row in table.items()} == _eval_feature_counts(nodes, column)
@@ -111,7 +97,7 @@ def test_slice_tables_cover_every_value_in_the_eval_data(executed):
 def test_lineage_walks_from_the_pushed_model_to_the_csv_examples(clv_run, executed):
   _, first, second, _, _ = clv_run
   notebook, summary, _, nodes = executed
-  html = _data(_tagged(notebook, 'lineage'), 'text/html')[0]
+  html = cell_data(tagged_cell(notebook, 'lineage'), 'text/html')[0]
   lineage = summary['lineage']
   chain = [('Trainer', 'Model'), ('Transform', 'Examples'), ('Transform', 'TransformGraph'), ('SchemaGen', 'Schema'),
            ('ExamplesBuilder', 'Examples'), ('CsvExampleGen', 'Examples')]
@@ -132,9 +118,9 @@ def test_lineage_walks_from_the_pushed_model_to_the_csv_examples(clv_run, execut
 
 def test_figures_and_widget(executed):
   notebook, _, _, _ = executed
-  images = [image for cell in code_cells(notebook) for image in _data(cell, 'image/png')]
+  images = [image for cell in code_cells(notebook) for image in cell_data(cell, 'image/png')]
   assert len(images) >= 2
   for tag in ('figure-mae-by-frequency', 'figure-deciles'):
-    assert _data(_tagged(notebook, tag), 'image/png'), tag
-  widget = _data(_tagged(notebook, 'tfma-widget'), 'application/vnd.jupyter.widget-view+json')
+    assert cell_data(tagged_cell(notebook, tag), 'image/png'), tag
+  widget = cell_data(tagged_cell(notebook, 'tfma-widget'), 'application/vnd.jupyter.widget-view+json')
   assert widget and widget[0]['model_id']
