@@ -1,8 +1,8 @@
 """Batch inference speed: rows/s of (a) the raw model called in one process in batches, (b) the pipeline's
 scoring stage (the BatchScorer execution, or BulkInferrer + PredictionsExport with --scorers bulk_inferrer) and
 (c) the whole pipeline, per input size, DirectRunner mode and scorer; and (r) reading the stage's input alone
-(the ExamplesBuilder's GZIP TFRecords through tf.data in batches, nothing scored), the part of (b) that (a) does
-not pay.
+(the ExamplesBuilder's GZIP TFRecords in batches, as BatchScorer reads them, nothing scored), the part of (b)
+that (a) does not pay.
 
     python benchmarks/batch_inference.py [--rows 10000 100000 1000000] [--modes in_memory multi_processing]
         [--scorers batch_scorer bulk_inferrer] [--model PATH | --output runs] [--batch-size 1000]
@@ -32,7 +32,7 @@ import generate  # pylint: disable=g-import-not-at-top,wrong-import-position
 from modules import batch_inference as bi  # pylint: disable=g-import-not-at-top,wrong-import-position
 from pipelines import batch_inference as pipeline_bi  # pylint: disable=g-import-not-at-top,wrong-import-position
 from pipelines.__main__ import main  # pylint: disable=g-import-not-at-top,wrong-import-position
-from pipelines.components import beam_io  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pipelines.components import batch_scorer, beam_io  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def raw_model_rows_per_second(model_dir: str, data: str, batch_size: int) -> float:
@@ -56,18 +56,11 @@ def raw_model_rows_per_second(model_dir: str, data: str, batch_size: int) -> flo
 
 
 def read_rows_per_second(files: List[str], batch_size: int) -> float:
-  """Rows/s of reading GZIP TFRecord files in batches with tf.data in a TF1 session, as BatchScorer reads them."""
-  graph = tf.compat.v1.Graph()
-  with graph.as_default():
-    batches = tf.data.TFRecordDataset(files, compression_type='GZIP').batch(batch_size).prefetch(1)
-    size = tf.size(tf.compat.v1.data.make_one_shot_iterator(batches).get_next())
-    with tf.compat.v1.Session() as session:
-      started, rows = time.time(), 0
-      try:
-        while True:
-          rows += session.run(size)
-      except tf.errors.OutOfRangeError:
-        return rows / (time.time() - started)
+  """Rows/s of reading GZIP TFRecord files in batches as BatchScorer reads them (batch_scorer.record_batches)."""
+  started, rows = time.time(), 0
+  for path in files:
+    rows += sum(len(batch) for batch in batch_scorer.record_batches(path, batch_size))
+  return rows / (time.time() - started)
 
 
 SCORING_NODES = {'batch_scorer': ('BatchScorer',), 'bulk_inferrer': ('BulkInferrer', 'PredictionsExport')}

@@ -301,3 +301,15 @@ def test_parts_of_a_file_score_every_batch_exactly_once(tiny_model, tmp_path):
   assert batch_scorer.parts_per_file(multi, 8) == 1
   assert batch_scorer.parts_per_file(['--direct_running_mode=in_memory'], 1) == 1
   assert batch_scorer.parts_per_file(['--runner=DataflowRunner'], 1) == 1
+
+
+@pytest.mark.parametrize('records', [0, 3, 6, 7])
+def test_record_batches_read_every_record_once_in_order(records, tmp_path):
+  """Full batches, then the rest; an empty file or one that ends on a batch boundary ends cleanly."""
+  path = str(tmp_path / 'data.gz')
+  with tf.io.TFRecordWriter(path, options='GZIP') as writer:
+    for i in range(records):
+      writer.write(f'record {i}'.encode())
+  batches = [batch.tolist() for batch in batch_scorer.record_batches(path, 3)]
+  assert [len(batch) for batch in batches] == [3] * (records // 3) + ([records % 3] if records % 3 else [])
+  assert [r for batch in batches for r in batch] == [f'record {i}'.encode() for i in range(records)]
