@@ -313,3 +313,21 @@ def test_record_batches_read_every_record_once_in_order(records, tmp_path):
   batches = [batch.tolist() for batch in batch_scorer.record_batches(path, 3)]
   assert [len(batch) for batch in batches] == [3] * (records // 3) + ([records % 3] if records % 3 else [])
   assert [r for batch in batches for r in batch] == [f'record {i}'.encode() for i in range(records)]
+
+
+def test_the_bigquery_schema_comes_from_the_first_example_even_behind_an_empty_file(tiny_model, tmp_path):
+  """The schema is read from scoring the first record of the first non-empty file (an empty first file made the
+  scorer's schema probe fail before)."""
+  empty, full = str(tmp_path / 'a.gz'), str(tmp_path / 'b.gz')
+  tf.io.TFRecordWriter(empty, options='GZIP').close()
+  with tf.io.TFRecordWriter(full, options='GZIP') as writer:
+    for key in ('first', 'second'):
+      writer.write(beam_io.row_to_example({'key': key, 'x': 1.0}).SerializeToString())
+  example = batch_scorer.first_example([empty, full])
+  assert example.features.feature['key'].bytes_list.value == [b'first']
+  assert batch_scorer.first_example([empty]) is None
+  scorer = batch_scorer.SessionScorer(tiny_model, 'serving_default', 'key', 'bytes_list', [], 1)
+  assert batch_scorer.scored_table_schema(scorer, 'key', 'bytes_list', example) == {
+      'fields': [{'name': 'key', 'type': 'STRING', 'mode': 'REQUIRED'},
+                 {'name': 'pair', 'type': 'FLOAT', 'mode': 'REPEATED'},
+                 {'name': 'score', 'type': 'FLOAT', 'mode': 'NULLABLE'}]}

@@ -269,10 +269,19 @@ def parts_per_file(beam_pipeline_args: List[str], files: int) -> int:
   return max(1, math.ceil(workers / max(files, 1)))
 
 
-def _first_example(files: List[str]) -> Optional[tf.train.Example]:
-  for record in tf.data.TFRecordDataset(files, compression_type='GZIP').take(1):
-    return tf.train.Example.FromString(record.numpy())
+def first_example(files: List[str]) -> Optional[tf.train.Example]:
+  """The first record of the first non-empty file, or None when every file is empty."""
+  for path in files:
+    for batch in record_batches(path, 1):
+      return tf.train.Example.FromString(batch[0])
   return None
+
+
+def scored_table_schema(scorer: SessionScorer, key_feature: str, key_kind: str, example: tf.train.Example
+                        ) -> Dict[str, Any]:
+  """The BigQuery schema of the scorer's rows (the key, then its outputs), from scoring `example` once."""
+  _, outputs = scorer.session.run(scorer.fetches['arrays'], {scorer.serialized: [example.SerializeToString()]})
+  return table_schema(key_feature, key_kind, {name: outputs[name][0] for name in scorer.output_names}, {})
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -286,7 +295,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     key_feature, output_format = exec_properties['key_feature'], exec_properties['output_format']
     files = sorted(tf.io.gfile.glob(os.path.join(
         artifact_utils.get_split_uri([examples], exec_properties['split']), '*')))
-    first = _first_example(files)
+    first = first_example(files)
     key_kind = first.features.feature[key_feature].WhichOneof('kind') if first is not None else 'bytes_list'
     if first is not None and key_kind is None:
       raise ValueError(f'the examples have no key feature {key_feature!r}')
@@ -308,9 +317,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                                           for i, (path, part) in enumerate(items)])
                 | 'Score' >> beam.ParDo(score))
       if output_format == 'bigquery' and first is not None:
-        probe = SessionScorer(model_dir, exec_properties['signature_name'], key_feature, key_kind, output_names, 1)
-        _, outputs = next(probe.batches(files[0], 0, 1, 'arrays'))
-        schema = table_schema(key_feature, key_kind, {name: outputs[name][0] for name in output_names}, {})
+        schema = scored_table_schema(SessionScorer(model_dir, exec_properties['signature_name'], key_feature,
+                                                   key_kind, output_names, 1), key_feature, key_kind, first)
         _ = scored | 'WriteBigQuery' >> bigquery_sink(
             exec_properties['output_table'], schema, exec_properties.get('write_disposition') or 'WRITE_TRUNCATE')
     rows_out = counter_total(pipeline.result, ROWS_COUNTER)
