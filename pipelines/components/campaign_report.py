@@ -80,7 +80,7 @@ def read_journeys(examples: types.Artifact) -> List[baselines.Journey]:
   found = []
   for split in JOURNEY_SPLITS:
     pattern = os.path.join(artifact_utils.get_split_uri([examples], split), '*.gz')
-    found += [journey_of(beam_io.example_to_row(tf.train.Example.FromString(r))) for r in _records(pattern)]
+    found += [journey_of(beam_io.serialized_example_to_row(r)) for r in _records(pattern)]
   return found
 
 
@@ -101,7 +101,7 @@ def read_attention(inference_uri: str) -> Iterator[Attended]:
   """One Attended per PredictionLog of the attention signature."""
   for record in _records(os.path.join(inference_uri, '*.gz')):
     log = prediction_log_pb2.PredictionLog.FromString(record).predict_log
-    row = beam_io.example_to_row(tf.train.Example.FromString(next(iter(log.request.inputs.values())).string_val[0]))
+    row = beam_io.serialized_example_to_row(next(iter(log.request.inputs.values())).string_val[0])
     outputs = {name: tf.make_ndarray(log.response.outputs[name]).reshape(-1)
                for name in (module.ATTENTION, module.PREDICTION, module.BASE_PREDICTION)}
     mask = _as_list(row[module.MASK])

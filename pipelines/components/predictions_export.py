@@ -67,7 +67,7 @@ def prediction_row(log: prediction_log_pb2.PredictionLog, key_feature: str, outp
   the serialized tf.Example."""
   request = log.predict_log.request
   serialized = next(iter(request.inputs.values())).string_val[0]
-  example = beam_io.example_to_row(tf.train.Example.FromString(serialized))
+  example = beam_io.serialized_example_to_row(serialized)
   outputs = log.predict_log.response.outputs
   missing = [name for name in output_names if name not in outputs] + [
       name for name in [key_feature] + carry_features if name not in example]
@@ -88,7 +88,7 @@ def prediction_record(log: prediction_log_pb2.PredictionLog, key_feature: str, o
                       carry_features: List[str]) -> Dict[str, Any]:
   """{key, outputs..., carried...} from one PredictionLog; an output with several values per example is a list."""
   request = log.predict_log.request
-  example = beam_io.example_to_row(tf.train.Example.FromString(next(iter(request.inputs.values())).string_val[0]))
+  example = beam_io.serialized_example_to_row(next(iter(request.inputs.values())).string_val[0])
   outputs = log.predict_log.response.outputs
   record = {key_feature: example[key_feature],
             **{name: _value(tf.make_ndarray(outputs[name])) for name in output_names}}

@@ -38,7 +38,7 @@ class RecallReport(types.Artifact):
 
 
 def _rows(examples: types.Artifact, split: str) -> List[Dict[str, Any]]:
-  return [beam_io.example_to_row(tf.train.Example.FromString(s)) for s in read_split(examples, split)]
+  return [beam_io.serialized_example_to_row(s) for s in read_split(examples, split)]
 
 
 def _unit_vectors(signature, names: List[str]) -> np.ndarray:

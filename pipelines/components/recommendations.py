@@ -22,7 +22,7 @@ HEADER = ['user_name', 'rank', 'track_id', 'score']
 def recommendation_rows(log: prediction_log_pb2.PredictionLog) -> Tuple[str, bool, List[Tuple[str, float]]]:
   """(user_name, is_fallback, [(track_id, score)] best first) from one PredictionLog of the top-k signature."""
   request = log.predict_log.request
-  example = beam_io.example_to_row(tf.train.Example.FromString(next(iter(request.inputs.values())).string_val[0]))
+  example = beam_io.serialized_example_to_row(next(iter(request.inputs.values())).string_val[0])
   outputs = log.predict_log.response.outputs
   tracks = [t.decode() for t in tf.make_ndarray(outputs[module.TOP_TRACKS]).reshape(-1)]
   scores = tf.make_ndarray(outputs[module.TOP_SCORES]).reshape(-1).tolist()

@@ -47,7 +47,7 @@ def VocabularyFilter(  # pylint: disable=invalid-name
   counts = {}
   for split in module.SPLITS:
     serialized = list(read_split(examples, split))
-    rows = [beam_io.example_to_row(tf.train.Example.FromString(s)) for s in serialized]
+    rows = [beam_io.serialized_example_to_row(s) for s in serialized]
     keep = in_vocabulary(rows, users, tracks)
     directory = artifact_utils.get_split_uri([filtered], split)
     tf.io.gfile.makedirs(directory)
