@@ -16,6 +16,7 @@ the generated default input.
 """
 import csv
 import glob
+import gzip
 import hashlib
 import importlib.util
 import json
@@ -107,9 +108,16 @@ def input_format(pattern: str) -> str:
   raise ValueError(f'cannot tell the format of {pattern}: use .csv, .jsonl or .tfrecord[.gz] files')
 
 
+def first_line(path: str) -> str:
+  """The first line of a text file (local or any tf.io.gfile path), gunzipped when its name ends in .gz, as
+  Beam's ReadFromText reads it."""
+  with tf.io.gfile.GFile(path, 'rb') as raw:
+    stream = gzip.GzipFile(fileobj=raw) if path.endswith('.gz') else raw
+    return stream.readline().decode('utf-8').strip()
+
+
 def _csv_header(path: str) -> List[str]:
-  with tf.io.gfile.GFile(path) as f:
-    return [name.strip() for name in next(csv.reader([f.readline().strip()]))]
+  return [name.strip() for name in next(csv.reader([first_line(path)]))]
 
 
 @beam.ptransform_fn
@@ -385,10 +393,9 @@ def _local_header(pattern: str) -> List[str]:
   files = sorted(glob.glob(pattern))
   if not files or input_format(pattern) == 'tfrecord':
     return []
-  with open(files[0]) as f:
-    line = f.readline()
+  line = first_line(files[0])
   if input_format(pattern) == 'csv':
-    return [name.strip() for name in next(csv.reader([line.strip()]))] if line.strip() else []
+    return [name.strip() for name in next(csv.reader([line]))] if line else []
   row = json_line_to_row(line)
   return [] if bi.MALFORMED_LINE in row else list(row)
 
@@ -443,6 +450,9 @@ def prepare(args: Any, settings: Dict[str, Any], run_use_case: Callable[[str], N
     required = registry.get(settings['source_use_case']).required_columns if settings['source_use_case'] else None
     header = _local_header(data) if '://' not in data else []
     settings['input_kind'] = 'raw' if required and set(required) <= set(header) else 'examples'
+  if settings['input_kind'] == 'raw' and data.endswith('.gz'):
+    raise ValueError(f'raw input must be uncompressed: {data} is gzipped, and CsvExampleGen reads a CSV '
+                     'header as plain text (gunzip it first)')
   if settings['input_kind'] == 'raw' and not (settings['build_fn'] and settings['build_params']):
     raise ValueError('raw input needs the source use case\'s build_fn and build_params (--from finds them)')
   if not settings['key_column']:

@@ -3,6 +3,7 @@ the rows balance, the BatchScorer's executor on real Beam, the BigQuery output (
 WriteToBigQuery transform) and the CLI errors."""
 import csv
 import glob
+import gzip
 import json
 import os
 
@@ -86,7 +87,8 @@ def test_readers_never_fail_on_a_bad_line():
 
 
 def _write_inputs(folder):
-  """The same 4 keyed rows (+ 1 bad) as CSV, JSONL and TFRecord; returns {format: path}."""
+  """The same 4 keyed rows (+ 1 bad) as CSV, JSONL and TFRecord, and the CSV and JSONL gzipped; returns
+  {format: path}."""
   rows = [{'key': '0001', 'x': 1.0, 'n': 1}, {'key': '0002', 'x': 2.5}, {'key': '0003', 'x': 0.0, 'n': 5},
           {'key': 'a,b', 'x': -1.0, 'n': 2}]
   os.makedirs(folder, exist_ok=True)
@@ -99,16 +101,20 @@ def _write_inputs(folder):
   with tf.io.TFRecordWriter(paths['tfrecord']) as writer:
     for row in rows + [{'x': 3.0}]:
       writer.write(beam_io.row_to_example(row).SerializeToString())
+  for kind in ('csv', 'jsonl'):
+    paths[f'{kind}.gz'] = os.path.join(folder, f'in.{kind}.gz')
+    with open(paths[kind], 'rb') as f, gzip.open(paths[f'{kind}.gz'], 'wb') as zipped:
+      zipped.write(f.read())
   return paths
 
 
-@pytest.mark.parametrize('kind', ['csv', 'jsonl', 'tfrecord'])
+@pytest.mark.parametrize('kind', ['csv', 'jsonl', 'tfrecord', 'csv.gz', 'jsonl.gz'])
 def test_keys_come_back_complete_and_unchanged_and_rejects_balance(kind, tiny_model, tmp_path):
-  path = _write_inputs(str(tmp_path))[kind]
+  path = _write_inputs(str(tmp_path / kind))[kind]
   params = {'key_column': 'key', 'unique_keys': True, 'model_dir': tiny_model, 'signature': 'serving_default'}
   with test_pipeline.TestPipeline() as p:
     examples = p | pipeline_bi._KeyedFilesToExample(  # pylint: disable=protected-access
-        {'input_base': str(tmp_path)}, os.path.basename(path))
+        {'input_base': os.path.dirname(path)}, os.path.basename(path))
     built = bi.build_examples(examples | beam.Map(beam_io.example_to_row), params)
     assert_that(built.splits['score'] | beam.Map(lambda r: (r['key'], r['x'], r.get('n'))),
                 equal_to([('0001', 1.0, 1), ('0002', 2.5, None), ('0003', 0.0, 5), ('a,b', -1.0, 2)]),
@@ -180,6 +186,15 @@ def test_cli_refuses_with_one_line(args, message, tmp_path, capsys):
   assert main(['run', 'batch_inference', '--output', str(tmp_path), '--data', 'nothing.csv', *args]) == 2
   stderr = capsys.readouterr().err.strip()
   assert stderr.splitlines() == [stderr] and stderr.startswith(message), stderr
+
+
+def test_gzipped_input_headers_are_read_and_gzipped_raw_input_is_refused(tiny_model, tmp_path, capsys):
+  paths = _write_inputs(str(tmp_path / 'in'))
+  assert pipeline_bi._local_header(paths['csv.gz']) == ['key', 'x', 'n']  # pylint: disable=protected-access
+  assert pipeline_bi._local_header(paths['jsonl.gz']) == ['key', 'x', 'n']  # pylint: disable=protected-access
+  assert main(['run', 'batch_inference', '--output', str(tmp_path / 'out'), '--data', paths['csv.gz'],
+               '--model', tiny_model, '--set', 'key_column=key', '--set', 'input_kind=raw']) == 2
+  assert capsys.readouterr().err.strip().startswith('error: raw input must be uncompressed: ')
 
 
 def test_model_flags_belong_to_batch_inference_only(tmp_path, capsys):
