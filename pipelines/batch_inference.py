@@ -130,8 +130,7 @@ def _KeyedFilesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any
   kind = input_format(pattern)
   if kind == 'tfrecord':
     compression = 'gzip' if pattern.endswith('.gz') else 'uncompressed'
-    return pipeline | 'ReadTFRecords' >> beam.io.ReadFromTFRecord(
-        pattern, coder=beam.coders.ProtoCoder(tf.train.Example), compression_type=compression)
+    return pipeline | 'ReadTFRecords' >> beam.io.ReadFromTFRecord(pattern, compression_type=compression)  # as is
   if kind == 'csv':
     headers = {path: _csv_header(path) for path in files}
     header = headers[files[0]]
@@ -143,7 +142,7 @@ def _KeyedFilesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any
     rows = (pipeline | 'ReadJsonl' >> beam.io.ReadFromText(pattern)
             | 'SkipBlank' >> beam.Filter(lambda line: line.strip() != '')
             | 'JsonToRow' >> beam.Map(json_line_to_row))
-  return rows | 'ToExample' >> beam.Map(beam_io.row_to_example)
+  return rows | 'ToExamples' >> beam_io.RowsToSerializedExamples()  # pylint: disable=no-value-for-parameter
 
 
 class KeyedFilesExecutor(BaseExampleGenExecutor):

@@ -88,7 +88,8 @@ def _CsvLinesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
     raise ValueError(f'the files matching {pattern} have different headers')
   return (pipeline
           | 'ReadLines' >> beam.io.ReadFromText(pattern, skip_header_lines=1)
-          | 'ToExample' >> beam.Map(lambda line: beam_io.row_to_example(line_to_row(line, header))))
+          | 'ToRow' >> beam.Map(line_to_row, header)
+          | 'ToExamples' >> beam_io.RowsToSerializedExamples())  # pylint: disable=no-value-for-parameter
 
 
 class CsvLinesExecutor(BaseExampleGenExecutor):

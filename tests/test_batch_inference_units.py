@@ -115,7 +115,7 @@ def test_keys_come_back_complete_and_unchanged_and_rejects_balance(kind, tiny_mo
   with test_pipeline.TestPipeline() as p:
     examples = p | pipeline_bi._KeyedFilesToExample(  # pylint: disable=protected-access
         {'input_base': os.path.dirname(path)}, os.path.basename(path))
-    built = bi.build_examples(examples | beam.Map(beam_io.example_to_row), params)
+    built = bi.build_examples(examples | beam.Map(beam_io.serialized_example_to_row), params)
     assert_that(built.splits['score'] | beam.Map(lambda r: (r['key'], r['x'], r.get('n'))),
                 equal_to([('0001', 1.0, 1), ('0002', 2.5, None), ('0003', 0.0, 5), ('a,b', -1.0, 2)]),
                 label='scored')

@@ -5,6 +5,7 @@ import os
 
 import apache_beam as beam
 import numpy as np
+import pytest
 import tensorflow as tf
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -53,3 +54,34 @@ def test_write_then_read_example_rows_through_beam(tmp_path):
   with beam.Pipeline() as pipeline:
     read = pipeline | beam_io.ReadExampleRows(os.path.join(tmp_path, 'data_tfrecord-*'))
     assert_that(read, equal_to(expected))
+
+
+def _parsed(serialized):
+  return [tf.train.Example.FromString(s) for s in serialized]
+
+
+UNIFORM = [{'id': str(i), 'n': i, 'x': i / 3, 'flag': i % 2 == 0, 'tags': ['a', 'b'][:1 + i % 2],
+            'scores': [float(i)] * (i % 2)} for i in range(6)]
+
+
+def test_a_uniform_batch_is_encoded_in_cpp_as_row_to_example_would(monkeypatch):
+  # every column has one kind in every row ('scores' is a float_list, empty or not)
+  expected = [beam_io.row_to_example(row) for row in UNIFORM]
+
+  def row_by_row(row):
+    raise AssertionError(f'a uniform batch went row by row: {row}')
+  monkeypatch.setattr(beam_io, 'row_to_example', row_by_row)
+  assert _parsed(beam_io.rows_to_serialized_examples(UNIFORM)) == expected
+
+
+@pytest.mark.parametrize('rows', [
+    [{'a': 1, 'b': 'x'}, {'a': 2, 'b': None}],          # a None (the encoder would write a feature with no kind)
+    [{'a': 1, 'b': 'x'}, {'a': 2}],                     # a feature missing from a row
+    [{'a': 1}, {'a': 2.5}],                             # int in one row, float in another
+    [{'a': [1, 2]}, {'a': []}],                         # an empty list is a float_list
+    [{'a': 1}, {'c': 1}],                               # other names, same count
+    [{}, {}],                                           # no features
+    [],
+], ids=['none', 'missing', 'mixed_kinds', 'empty_list', 'other_names', 'no_features', 'no_rows'])
+def test_other_batches_are_converted_row_by_row(rows):
+  assert _parsed(beam_io.rows_to_serialized_examples(rows)) == [beam_io.row_to_example(row) for row in rows]
