@@ -1,11 +1,14 @@
 """batch_inference logic without a TFX run: file readers, row checks against a real SavedModel's parse spec,
 the rows balance, the BatchScorer's executor on real Beam, the BigQuery output (schema, table spec, the
 WriteToBigQuery transform) and the CLI errors."""
+from concurrent import futures
 import csv
 import glob
 import gzip
 import json
 import os
+import threading
+import time
 
 import apache_beam as beam
 import numpy as np
@@ -316,6 +319,34 @@ def test_parts_of_a_file_score_every_batch_exactly_once(tiny_model, tmp_path):
   assert batch_scorer.parts_per_file(multi, 8) == 1
   assert batch_scorer.parts_per_file(['--direct_running_mode=in_memory'], 1) == 1
   assert batch_scorer.parts_per_file(['--runner=DataflowRunner'], 1) == 1
+
+
+def test_a_fetch_s_first_session_run_is_made_alone(tiny_model):
+  """Concurrent first runs would each optimize the graph again: the first run of a fetch ends before any other
+  run of it starts, and every run scores its own batch."""
+  scorer = batch_scorer.SessionScorer(tiny_model, 'serving_default', 'key', 'bytes_list', ['score'], 2)
+  real_run, intervals = scorer.session.run, []
+
+  def timed_run(*args, **kwargs):
+    started = time.monotonic()
+    result = real_run(*args, **kwargs)
+    intervals.append((started, time.monotonic()))
+    return result
+
+  scorer.session.run = timed_run
+  batches = [np.array([beam_io.row_to_example({'key': f'k{i}', 'x': float(i)}).SerializeToString()], dtype=object)
+             for i in range(6)]
+  start = threading.Barrier(len(batches))
+
+  def score(batch):
+    start.wait()
+    return scorer.run('csv', batch)
+
+  with futures.ThreadPoolExecutor(len(batches)) as pool:
+    texts = [text.decode() for text, _ in pool.map(score, batches)]
+  assert texts == [f'k{i},{2 * i}\n' for i in range(6)]
+  first, *others = sorted(intervals)
+  assert len(others) == 5 and all(first[1] <= started for started, _ in others)
 
 
 @pytest.mark.parametrize('records', [0, 3, 6, 7])
