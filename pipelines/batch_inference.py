@@ -42,7 +42,8 @@ MODULE = 'modules.batch_inference'
 REQUIRED_COLUMNS: List[str] = []  # any columns: the model's serving signature says which it needs
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERATOR = os.path.join(REPO_ROOT, 'data', 'batch_inference', 'generate.py')
-DEFAULT_DATA = os.path.join('<output>', 'batch_inference', 'input', 'customers-<rows>.csv (generated)')
+DEFAULT_DATA = os.path.join('<output>', 'batch_inference', 'input',
+                            'customers-<rows>-seed<seed>-<hash>.csv (generated)')
 SERVING_DIR = 'Format-Serving'  # where BulkInferrer looks for the SavedModel inside a Model artifact
 SETTINGS: Dict[str, Any] = {
     'model': '',                      # a Model artifact folder (holding Format-Serving/); set by --model / --from
@@ -377,6 +378,12 @@ def model_artifact_dir(path: str, staging_dir: str) -> str:
   return staged
 
 
+def generated_input_name(rows: int, seed: int) -> str:
+  """customers-<rows>-seed<seed>-<generator hash>.csv: a change to the generator is a new file, never a stale one."""
+  with open(GENERATOR, 'rb') as f:
+    return f'customers-{rows}-seed{seed}-{hashlib.sha256(f.read()).hexdigest()[:8]}.csv'
+
+
 def generate_input(path: str, rows: int, seed: int) -> str:
   """The default input: `rows` generated CLV customers (data/batch_inference/generate.py), written once."""
   if not os.path.exists(path):
@@ -437,7 +444,7 @@ def prepare(args: Any, settings: Dict[str, Any], run_use_case: Callable[[str], N
     if settings['source_use_case'] != 'clv' or args.runner != 'local':
       raise ValueError('batch_inference needs --data (files or bq://...) unless it scores the generated CLV input')
     data = generate_input(os.path.join(root, 'batch_inference', 'input',
-                                       f'customers-{settings["rows"]}-seed{settings["seed"]}.csv'),
+                                       generated_input_name(settings['rows'], settings['seed'])),
                           settings['rows'], settings['seed'])
   if '://' not in data:
     data = os.path.abspath(data)

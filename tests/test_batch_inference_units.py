@@ -1,6 +1,7 @@
 """batch_inference logic without a TFX run: file readers, row checks against a real SavedModel's parse spec,
 the rows balance, the BatchScorer's executor on real Beam, the BigQuery output (schema, table spec, the
 WriteToBigQuery transform) and the CLI errors."""
+import collections
 from concurrent import futures
 import csv
 import glob
@@ -21,9 +22,12 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.channel import Channel
 
+import generate  # data/batch_inference/generate.py (on sys.path through conftest)
 from modules import batch_inference as bi
+from modules import clv
 from pipelines import batch_inference as pipeline_bi
 from pipelines import bigquery, runners
+from pipelines import clv as clv_pipeline
 from pipelines.__main__ import main
 from pipelines.components import batch_scorer, beam_io, predictions_export
 from pipelines.components.predictions_export import PredictionsExport
@@ -347,6 +351,21 @@ def test_a_fetch_s_first_session_run_is_made_alone(tiny_model):
   assert texts == [f'k{i},{2 * i}\n' for i in range(6)]
   first, *others = sorted(intervals)
   assert len(others) == 5 and all(first[1] <= started for started, _ in others)
+
+
+def test_generated_customers_are_as_old_as_those_the_clv_model_learns_from():
+  """The default input's customers are in the age range of CLV's training customers (their calibration window on
+  the CDNOW sample), not a prediction horizon later, where the DNN only extrapolates."""
+  purchases = collections.defaultdict(list)
+  with open(os.path.join(pipeline_bi.REPO_ROOT, 'data', 'clv', 'transactions_sample.csv')) as f:
+    for row in csv.DictReader(f):
+      (customer, purchase), _ = clv.parse_transaction(row)
+      purchases[customer].append(purchase)
+  threshold = clv.parse_date(clv_pipeline.SETTINGS['threshold_date'])
+  trained = [features['T'] for features in (clv.customer_features(p, threshold) for p in purchases.values())
+             if features]
+  generated = [row['T'] for row in generate.customer_rows(2000, seed=7)]
+  assert min(trained) <= min(generated) and max(generated) <= max(trained)
 
 
 @pytest.mark.parametrize('records', [0, 3, 6, 7])
