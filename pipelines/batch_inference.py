@@ -14,9 +14,7 @@ split is scored instead: one preprocessing path.
 the latest pushed model of a use case through its ML Metadata, its key column and its ExamplesBuilder, and
 the generated default input.
 """
-import csv
 import glob
-import gzip
 import hashlib
 import importlib.util
 import json
@@ -29,7 +27,7 @@ from tfx import v1 as tfx
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 
 from modules import batch_inference as bi
-from pipelines import bigquery
+from pipelines import bigquery, csv_lines
 from pipelines.components import beam_io
 from pipelines.components.batch_scorer import BatchScorer
 from pipelines.components.examples_builder import ExamplesBuilder, ExamplesBuildReport
@@ -77,17 +75,6 @@ REPORTED_METRICS: List[Tuple[str, str]] = []
 # Input files: CSV, JSONL or TFRecord, never failing on a malformed line
 # ---------------------------------------------------------------------------------------------------
 
-def csv_line_to_row(line: str, header: List[str]) -> Dict[str, Any]:
-  """One CSV line as {column: string}, or {MALFORMED_LINE: line} when it does not have the header's fields."""
-  try:
-    fields = next(csv.reader([line])) if line else []
-  except csv.Error:
-    fields = []
-  if len(fields) != len(header):
-    return {bi.MALFORMED_LINE: line}
-  return dict(zip(header, fields))
-
-
 def json_line_to_row(line: str) -> Dict[str, Any]:
   """One JSON object per line; {MALFORMED_LINE: line} for anything else. Nulls are left out."""
   try:
@@ -109,36 +96,19 @@ def input_format(pattern: str) -> str:
   raise ValueError(f'cannot tell the format of {pattern}: use .csv, .jsonl or .tfrecord[.gz] files')
 
 
-def first_line(path: str) -> str:
-  """The first line of a text file (local or any tf.io.gfile path), gunzipped when its name ends in .gz, as
-  Beam's ReadFromText reads it."""
-  with tf.io.gfile.GFile(path, 'rb') as raw:
-    stream = gzip.GzipFile(fileobj=raw) if path.endswith('.gz') else raw
-    return stream.readline().decode('utf-8').strip()
-
-
-def _csv_header(path: str) -> List[str]:
-  return [name.strip() for name in next(csv.reader([first_line(path)]))]
-
-
 @beam.ptransform_fn
 def _KeyedFilesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  # pylint: disable=invalid-name
                          split_pattern: str) -> beam.PCollection:
   pattern = os.path.join(exec_properties['input_base'], split_pattern)
-  files = sorted(tf.io.gfile.glob(pattern))
-  if not files:
+  if not tf.io.gfile.glob(pattern):
     raise ValueError(f'no file matches {pattern}')
   kind = input_format(pattern)
   if kind == 'tfrecord':
     compression = 'gzip' if pattern.endswith('.gz') else 'uncompressed'
     return pipeline | 'ReadTFRecords' >> beam.io.ReadFromTFRecord(pattern, compression_type=compression)  # as is
   if kind == 'csv':
-    headers = {path: _csv_header(path) for path in files}
-    header = headers[files[0]]
-    if any(h != header for h in headers.values()):
-      raise ValueError(f'the files matching {pattern} have different headers')
-    rows = (pipeline | 'ReadCsv' >> beam.io.ReadFromText(pattern, skip_header_lines=1)
-            | 'CsvToRow' >> beam.Map(csv_line_to_row, header))
+    rows = pipeline | 'ReadCsv' >> csv_lines.ReadCsvRows(  # pylint: disable=no-value-for-parameter
+        pattern, bi.MALFORMED_LINE)
   else:
     rows = (pipeline | 'ReadJsonl' >> beam.io.ReadFromText(pattern)
             | 'SkipBlank' >> beam.Filter(lambda line: line.strip() != '')
@@ -399,10 +369,9 @@ def _local_header(pattern: str) -> List[str]:
   files = sorted(glob.glob(pattern))
   if not files or input_format(pattern) == 'tfrecord':
     return []
-  line = first_line(files[0])
   if input_format(pattern) == 'csv':
-    return [name.strip() for name in next(csv.reader([line]))] if line else []
-  row = json_line_to_row(line)
+    return csv_lines.csv_header(files[0])
+  row = json_line_to_row(csv_lines.first_line(files[0]))
   return [] if bi.MALFORMED_LINE in row else list(row)
 
 

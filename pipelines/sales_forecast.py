@@ -7,12 +7,11 @@ CsvLinesExampleGen (or BigQueryExampleGen with the daily per-item sums done in S
 -> Pusher -> BulkInferrer(score) -> PredictionsExport -> forecasts.csv (report extras).
 
 CsvExampleGen fails a whole run on one line with a wrong field count, so a local or gs:// CSV file is read
-as text lines here (CsvLinesExampleGen): each line becomes an example of its columns as strings, or, when
-its field count differs from the header's, an example holding only the line, which build_examples rejects
-with its reason (wrong_field_count) like every other bad row. Quoted fields with line breaks are not
-supported (the Iowa data has none).
+as text lines here (CsvLinesExampleGen, through pipelines.csv_lines): each line becomes an example of its
+columns as strings, or, when it does not parse into the header's fields, an example holding only the line,
+which build_examples rejects with its reason (wrong_field_count) like every other bad row. Quoted fields with
+line breaks are not supported (the Iowa data has none).
 """
-import csv
 import os
 from typing import Any, Callable, Dict, List, Mapping
 
@@ -22,7 +21,7 @@ from tfx import v1 as tfx
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 
 from modules import sales_forecast as sf
-from pipelines import bigquery, wiring
+from pipelines import bigquery, csv_lines, wiring
 from pipelines.components import beam_io
 from pipelines.components.examples_builder import ExamplesBuilder
 from pipelines.components.predictions_export import PredictionsExport
@@ -58,37 +57,18 @@ FORECASTS_FILE = 'forecasts.csv'
 # ---------------------------------------------------------------------------------------------------
 
 def line_to_row(line: str, header: List[str]) -> Dict[str, str]:
-  """The COLUMNS of one CSV line as strings, or {MALFORMED_LINE: line} when its field count is not the header's."""
-  fields = next(csv.reader([line])) if line else []
-  if len(fields) != len(header):
-    return {sf.MALFORMED_LINE: line}
-  return {name: value for name, value in zip(header, fields) if name in sf.COLUMNS}
-
-
-def read_header(path: str) -> List[str]:
-  """Column names of a CSV file's first line; ValueError when a required column is missing."""
-  with tf.io.gfile.GFile(path) as f:
-    header = [name.strip() for name in next(csv.reader([f.readline().strip()]))]
-  missing = [name for name in sf.COLUMNS if name not in header]
-  if missing:
-    raise ValueError(f'{path} lacks column(s) {", ".join(missing)}; its header is {", ".join(header)}')
-  return header
+  """The COLUMNS of one CSV line as strings, or {MALFORMED_LINE: line} when it does not parse into the header's
+  fields."""
+  return csv_lines.csv_line_to_row(line, header, sf.MALFORMED_LINE, keep=sf.COLUMNS)
 
 
 @beam.ptransform_fn
 def _CsvLinesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  # pylint: disable=invalid-name
                        split_pattern: str) -> beam.PCollection:
-  pattern = os.path.join(exec_properties['input_base'], split_pattern)
-  files = sorted(tf.io.gfile.glob(pattern))
-  if not files:
-    raise ValueError(f'no file matches {pattern}')
-  headers = {path: read_header(path) for path in files}
-  header = headers[files[0]]
-  if any(h != header for h in headers.values()):
-    raise ValueError(f'the files matching {pattern} have different headers')
   return (pipeline
-          | 'ReadLines' >> beam.io.ReadFromText(pattern, skip_header_lines=1)
-          | 'ToRow' >> beam.Map(line_to_row, header)
+          | 'ReadCsv' >> csv_lines.ReadCsvRows(  # pylint: disable=no-value-for-parameter
+              os.path.join(exec_properties['input_base'], split_pattern), sf.MALFORMED_LINE, required=sf.COLUMNS,
+              keep=sf.COLUMNS)
           | 'ToExamples' >> beam_io.RowsToSerializedExamples())  # pylint: disable=no-value-for-parameter
 
 

@@ -26,7 +26,7 @@ import generate  # data/batch_inference/generate.py (on sys.path through conftes
 from modules import batch_inference as bi
 from modules import clv
 from pipelines import batch_inference as pipeline_bi
-from pipelines import bigquery, runners
+from pipelines import bigquery, csv_lines, runners
 from pipelines import clv as clv_pipeline
 from pipelines.__main__ import main
 from pipelines.components import batch_scorer, beam_io, predictions_export
@@ -82,8 +82,8 @@ def test_values_are_converted_and_the_key_is_untouched():
 
 def test_readers_never_fail_on_a_bad_line():
   header = ['id', 'x']
-  assert pipeline_bi.csv_line_to_row('007,1.5', header) == {'id': '007', 'x': '1.5'}
-  assert pipeline_bi.csv_line_to_row('007,1.5,9', header) == {bi.MALFORMED_LINE: '007,1.5,9'}
+  assert csv_lines.csv_line_to_row('007,1.5', header, bi.MALFORMED_LINE) == {'id': '007', 'x': '1.5'}
+  assert csv_lines.csv_line_to_row('007,1.5,9', header, bi.MALFORMED_LINE) == {bi.MALFORMED_LINE: '007,1.5,9'}
   assert pipeline_bi.json_line_to_row('{"id": 7, "x": null}') == {'id': 7}
   assert pipeline_bi.json_line_to_row('{"id": 7') == {bi.MALFORMED_LINE: '{"id": 7'}
   assert pipeline_bi.json_line_to_row('[1, 2]') == {bi.MALFORMED_LINE: '[1, 2]'}

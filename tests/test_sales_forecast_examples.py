@@ -17,6 +17,7 @@ BAD = [
     ('2023-01-02,2633,11788,Black Velvet,Canadian Whiskies,Sazerac,12,750,5.23,7.85', 'wrong_field_count'),
     ('2023-01-02,2633,11788,Black Velvet,Canadian Whiskies,Sazerac,12,750,5.23,7.85,12,extra', 'wrong_field_count'),
     ('', 'wrong_field_count'),
+    ('2023-01-02,2633,11788,Black\x00Velvet,Canadian Whiskies,Sazerac,12,750,5.23,7.85,12', 'wrong_field_count'),
     ('2023-01-02,2633,,Black Velvet,Canadian Whiskies,Sazerac,12,750,5.23,7.85,12', 'empty_required_field'),
     ('2023-01-02,2633,11788,Black Velvet,Canadian Whiskies,Sazerac,12,750,5.23,7.85,', 'empty_required_field'),
     ('2023-13-45,2633,11788,Black Velvet,Canadian Whiskies,Sazerac,12,750,5.23,7.85,12', 'unparsable_date'),
