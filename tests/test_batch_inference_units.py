@@ -6,6 +6,7 @@ from concurrent import futures
 import csv
 import glob
 import gzip
+import io
 import json
 import os
 import threading
@@ -296,16 +297,20 @@ def test_the_bigquery_schema_is_the_same_from_a_batch_or_a_log():
   assert from_log == from_batch
 
 
-def test_csv_cells_read_back_exactly_and_quote_only_when_needed():
-  def cells(values):
-    return [c.decode() for c in batch_scorer.csv_cells(tf.constant(values)).numpy()]
-  assert cells(np.array([0.1, 2.5, 46.71676], np.float32)) == ['0.100000001', '2.5', '46.7167587']
-  assert [np.float32(c) for c in cells(np.array([0.1, 1 / 3], np.float32))] == [np.float32(0.1), np.float32(1 / 3)]
-  assert cells(np.array([0.1], np.float64)) == ['0.10000000000000001']
-  assert cells(np.array([[1, 2], [3, 4]], np.int64)) == ['1', '3']  # a row's first value
-  assert cells(np.array([True, False])) == ['True', 'False']
-  assert cells(np.array([b'0007', b'a,b', b'say "hi"', b'two\nlines'])) == [
-      '0007', '"a,b"', '"say ""hi"""', '"two\nlines"']
+def test_csv_text_reads_back_exactly_and_quotes_only_when_needed():
+  keys = np.array([b'0007', b'a,b', b'say "hi"', b'two\nlines'], dtype=object)
+  floats = np.array([0.1, 1 / 3, 46.71676, 1e-7], np.float32)
+  doubles = np.array([0.1, 1 / 3, 2.5, 1e300])
+  text = batch_scorer.csv_text(keys, [floats, doubles, np.array([[1, 2], [3, 4], [5, 6], [7, 8]], np.int64),
+                                      np.array([True, False, True, False]), floats.astype(np.float16)])
+  assert text.startswith(b'0007,0.1,0.1,1,True,') and text.endswith(b'\n')  # shortest forms; a row's first value
+  assert b'\n"a,b",' in text and b'\n"say ""hi""",' in text and b'\n"two\nlines",' in text  # quoted when needed
+  rows = list(csv.reader(io.StringIO(text.decode())))
+  assert [row[0] for row in rows] == ['0007', 'a,b', 'say "hi"', 'two\nlines']
+  assert [np.float32(row[1]) for row in rows] == list(floats)
+  assert [float(row[2]) for row in rows] == list(doubles)
+  assert [row[3] for row in rows] == ['1', '3', '5', '7'] and [row[4] for row in rows] == ['True', 'False'] * 2
+  assert [np.float16(row[5]) for row in rows] == list(floats.astype(np.float16))
 
 
 def test_parts_of_a_file_score_every_batch_exactly_once(tiny_model, tmp_path):
@@ -316,7 +321,7 @@ def test_parts_of_a_file_score_every_batch_exactly_once(tiny_model, tmp_path):
       tiny_model, 'serving_default', 'key', 'bytes_list', ['score'], 1, 'csv')
   score_file.setup()
   lines = [line for part in range(3) for chunk in score_file.text_chunks(path, part, 3)
-           for line in chunk.splitlines()]
+           for line in chunk.decode().splitlines()]
   assert sorted(lines) == ['k3,6', 'k4,8', 'k5,10', 'k6,12']
   multi = ['--direct_running_mode=multi_processing', '--direct_num_workers=4']
   assert batch_scorer.parts_per_file(multi, 1) == 4 and batch_scorer.parts_per_file(multi, 3) == 2
@@ -325,9 +330,9 @@ def test_parts_of_a_file_score_every_batch_exactly_once(tiny_model, tmp_path):
   assert batch_scorer.parts_per_file(['--runner=DataflowRunner'], 1) == 1
 
 
-def test_a_fetch_s_first_session_run_is_made_alone(tiny_model):
-  """Concurrent first runs would each optimize the graph again: the first run of a fetch ends before any other
-  run of it starts, and every run scores its own batch."""
+def test_the_first_session_run_is_made_alone(tiny_model):
+  """Concurrent first runs would each optimize the graph again: the first run ends before any other starts, and
+  every run scores its own batch."""
   scorer = batch_scorer.SessionScorer(tiny_model, 'serving_default', 'key', 'bytes_list', ['score'], 2)
   real_run, intervals = scorer.session.run, []
 
@@ -344,11 +349,11 @@ def test_a_fetch_s_first_session_run_is_made_alone(tiny_model):
 
   def score(batch):
     start.wait()
-    return scorer.run('csv', batch)
+    return scorer.score(batch)
 
   with futures.ThreadPoolExecutor(len(batches)) as pool:
-    texts = [text.decode() for text, _ in pool.map(score, batches)]
-  assert texts == [f'k{i},{2 * i}\n' for i in range(6)]
+    scored = [(keys.tolist(), outputs['score'].tolist()) for keys, outputs in pool.map(score, batches)]
+  assert scored == [([f'k{i}'.encode()], [2.0 * i]) for i in range(6)]
   first, *others = sorted(intervals)
   assert len(others) == 5 and all(first[1] <= started for started, _ in others)
 

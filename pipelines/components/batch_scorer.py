@@ -8,7 +8,8 @@ row by row. Here a batch stays a batch from the file to the output: one Beam ele
 of a file, when the multi-process DirectRunner has more workers than files). The model is loaded once per worker
 process (apache_beam.utils.shared) into a TF1 session, as tfx-bsl does, its input tensor fed a batch of the file's
 serialized records (`batch_size` at a time, read in C++ while the batches before are scored); one session run
-scores a batch, parses its keys and, for CSV, formats its lines (tf.strings), so no row passes through Python.
+scores a batch and parses its keys, and for CSV the same thread formats the batch's lines with Arrow's C++
+kernels (csv_text), so no row passes through Python.
 
 Each work item writes its own output shard, `predictions-SSSSS-of-NNNNN.csv` (or .jsonl), one per input file
 (or file part): a map-only job, no shuffle of the predictions (Beam's WriteToText groups every line by shard first:
@@ -20,7 +21,7 @@ go to WriteToBigQuery.
 The output is the one PredictionsExport writes (the same Predictions artifact type, shard names, counts.json
 `rows_out`, properties `rows_out`, `output_format`, `output_table`), so the run report and RowsBalanceCheck read
 either: the key column, then the outputs (all of the signature's, sorted, when none are named); CSV cells hold an
-output's first value (floats with 9 or 17 significant digits, so they read back exactly), JSONL and BigQuery keep
+output's first value (floats in the shortest form that reads back as the same value), JSONL and BigQuery keep
 multi-valued outputs as lists.
 """
 from concurrent import futures
@@ -29,10 +30,12 @@ import math
 import os
 import threading
 import uuid
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import tensorflow as tf
 from absl import logging
 from apache_beam.metrics import Metrics
@@ -54,6 +57,7 @@ from pipelines.components.predictions_export import (PREDICTIONS_PREFIX, Predict
 
 COUNTER_NAMESPACE, ROWS_COUNTER = 'BatchScorer', 'rows_out'
 RUNS_IN_FLIGHT = 2  # concurrent session runs per file (1M rows on 2 cores: 6.9 s with 1, 6.1 with 2, 5.9 with 3)
+READ_RECORDS = 10_000  # records a reader run reads, at least (1M rows: 1.8 CPU-s, against 2.1 reading 1,000 a run)
 _KEY_DTYPES = {'bytes_list': tf.string, 'int64_list': tf.int64, 'float_list': tf.float32}
 
 
@@ -96,30 +100,32 @@ def serving_signature(model_dir: str, signature_name: str, output_names: List[st
 def record_batches(path: str, batch_size: int) -> Iterator[np.ndarray]:
   """The serialized records of one GZIP TFRecord file, `batch_size` at a time (the last batch may be smaller).
 
-  Read by a TF1 TFRecordReader (ReaderReadUpTo: a batch per session run, record by record in C++) from a queue
-  holding the file, closed, so the end of the file is the queue's OutOfRange. Measured on a 1M-row file on 2
-  cores: 2.6 CPU-s with the fetch into NumPy, against 3.7 CPU-s for tf.data's TFRecordDataset + batch (an
-  iterator step per record) without any fetch; and a tf.data iterator that had read the file made the
-  session's close take 2-4 s."""
+  Read by a TF1 TFRecordReader (ReaderReadUpTo, record by record in C++) from a queue holding the file, closed,
+  so the end of the file is the queue's OutOfRange; at least READ_RECORDS records a session run, sliced into
+  batches. Measured on a 1M-row file on 2 cores: 1.8 CPU-s with the fetch into NumPy (2.1 reading 1,000 records
+  a run), against 3.7 CPU-s for tf.data's TFRecordDataset + batch (an iterator step per record) without any
+  fetch; and a tf.data iterator that had read the file made the session's close take 2-4 s."""
+  read_size = batch_size * math.ceil(READ_RECORDS / batch_size)  # whole batches, so only the last is short
   graph = tf.compat.v1.Graph()
   with graph.as_default():
     queue = tf.queue.FIFOQueue(1, tf.string)
     enqueue, close = queue.enqueue(path), queue.close()
-    _, records = tf.compat.v1.TFRecordReader(options=tf.io.TFRecordOptions('GZIP')).read_up_to(queue, batch_size)
+    _, records = tf.compat.v1.TFRecordReader(options=tf.io.TFRecordOptions('GZIP')).read_up_to(queue, read_size)
   with tf.compat.v1.Session(graph=graph) as session:
     session.run(enqueue)
     session.run(close)
     while True:
       try:
-        batch = session.run(records)
+        read = session.run(records)
       except tf.errors.OutOfRangeError:
         return
-      yield batch
+      for start in range(0, len(read), batch_size):
+        yield read[start:start + batch_size]
 
 
 class SessionScorer:
-  """A SavedModel's signature in a TF1 session, fed a batch of serialized tf.Examples: each run scores the batch,
-  parses its keys and formats its CSV lines, in TensorFlow's C++ kernels.
+  """A SavedModel's signature in a TF1 session, fed a batch of serialized tf.Examples: each run scores the batch
+  and parses its keys.
 
   Thread-safe: one instance serves every thread of a worker process (Beam runs several DoFn instances per process,
   e.g. a Dataflow SDK process's harness threads, all given this one scorer by apache_beam.utils.shared); a run
@@ -141,60 +147,73 @@ class SessionScorer:
       outputs = [self.graph.get_tensor_by_name(signature.outputs[name].name) for name in self.output_names]
       keys = tf.io.parse_example(self.serialized, {key_feature: tf.io.FixedLenFeature([], _KEY_DTYPES[key_kind])})[
           key_feature]
-      lines = tf.strings.join([csv_cells(keys)] + [csv_cells(output) for output in outputs], separator=',')
-      self.fetches = {'arrays': (keys, dict(zip(self.output_names, outputs))),
-                      'csv': (tf.strings.reduce_join(lines, separator='\n') + '\n', tf.size(keys))}
-    self._warmed: set = set()
+      self.fetches = (keys, dict(zip(self.output_names, outputs)))
+    self._warmed = False
     self._warming = threading.Lock()
 
-  def run(self, fetch: str, batch: np.ndarray) -> Any:
-    """One session run of fetches `fetch` ('csv' or 'arrays') on a batch of serialized tf.Examples.
+  def score(self, batch: np.ndarray) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+    """(keys, {output: values}) of a batch of serialized tf.Examples, in one session run.
 
-    A fetch's first run is made alone: TF's DirectSession optimizes the graph (Grappler) for a fetch on its first
-    run, and runs that start before the first has finished each do it again (CLV's model: 0.5 CPU-s each; every
+    The first run is made alone: TF's DirectSession optimizes the graph (Grappler) for a fetch on its first run,
+    and runs that start before the first has finished each do it again (CLV's model: 0.5 CPU-s each; every
     harness thread of a Dataflow worker would pay it)."""
-    if fetch in self._warmed:
-      return self.session.run(self.fetches[fetch], {self.serialized: batch})
+    if self._warmed:
+      return self.session.run(self.fetches, {self.serialized: batch})
     with self._warming:
-      result = self.session.run(self.fetches[fetch], {self.serialized: batch})
-      self._warmed.add(fetch)
+      result = self.session.run(self.fetches, {self.serialized: batch})
+      self._warmed = True
     return result
 
-  def batches(self, path: str, part: int, parts: int, fetch: str) -> Iterator[Any]:
-    """Per batch i of the file with i % parts == part: (its CSV lines as one string, its rows) for fetch 'csv',
-    else (keys, {output: values}). The file is read in this thread while RUNS_IN_FLIGHT session runs score the
-    batches before it (each run releases the GIL), so reading, scoring and formatting overlap."""
+  def batches(self, path: str, part: int, parts: int,
+              convert: Callable[[np.ndarray, Dict[str, np.ndarray]], Any] = lambda keys, outputs: (keys, outputs)
+              ) -> Iterator[Any]:
+    """convert(keys, {output: values}) per batch i of the file with i % parts == part, in order. The file is read
+    in this thread while RUNS_IN_FLIGHT threads score the batches before it and convert them (a session run and
+    Arrow's kernels release the GIL), so reading, scoring and formatting overlap."""
+    # A read's worth of batches may wait for a thread, so that the threads have work while the next read runs.
+    queued = RUNS_IN_FLIGHT + math.ceil(READ_RECORDS / self.batch_size)
     with futures.ThreadPoolExecutor(RUNS_IN_FLIGHT) as pool:
       pending: List[futures.Future] = []
       for i, batch in enumerate(record_batches(path, self.batch_size)):
         if i % parts != part:
           continue
-        pending.append(pool.submit(self.run, fetch, batch))
-        if len(pending) > RUNS_IN_FLIGHT:
+        pending.append(pool.submit(lambda records: convert(*self.score(records)), batch))
+        if len(pending) > queued:
           yield pending.pop(0).result()
       for run in pending:
         yield run.result()
 
 
-def csv_cells(values: tf.Tensor) -> tf.Tensor:
-  """[B] CSV cells of a [B, ...] tensor's first value per row: numbers with 9 (float32) or 17 (float64)
-  significant digits, so they read back as the same value; strings quoted when they hold a comma, a quote or a
-  line break (quotes doubled); booleans True / False."""
-  first = tf.reshape(values, [tf.shape(values)[0], -1])[:, 0]
-  if first.dtype == tf.string:
-    special = '(?s).*[,"\r\n].*'
-    def quote_where_needed() -> tf.Tensor:
-      return tf.where(tf.strings.regex_full_match(first, special),
-                      tf.strings.join(['"', tf.strings.regex_replace(first, '"', '""'), '"']), first)
-    # Quoting only the batches that need it (rare for keys) saves a third of the formatting time; one match over
-    # the batch's cells joined is cheaper than one per cell (0.2 us a row).
-    return tf.cond(tf.strings.regex_full_match(tf.strings.reduce_join(first), special), quote_where_needed,
-                   lambda: first)
-  if first.dtype == tf.bool:
-    return tf.where(first, 'True', 'False')
-  if first.dtype.is_floating:
-    return tf.strings.as_string(first, precision=17 if first.dtype == tf.float64 else 9, shortest=True)
-  return tf.strings.as_string(first)
+_CSV_SPECIAL = '[,"\r\n]'
+
+
+def _csv_cells(values: np.ndarray) -> pa.Array:
+  """Arrow binary CSV cells of an array's first value per row: numbers in the shortest form that reads back as the
+  same value (float32 as float32); strings quoted when they hold a comma, a quote or a line break (quotes
+  doubled); booleans True / False."""
+  first = values.reshape(len(values), -1)[:, 0]
+  if first.dtype.kind in 'OSU':
+    cells = pa.array(first, pa.binary())
+    special = pc.match_substring_regex(cells, _CSV_SPECIAL)
+    if pc.any(special).as_py():  # rare for keys: checking first costs 0.1 us a row, quoting 1 us
+      quoted = pc.binary_join_element_wise(b'"', pc.replace_substring(cells, b'"', b'""'), b'"', b'')
+      cells = pc.if_else(special, quoted, cells)
+    return cells
+  if first.dtype.kind == 'b':
+    return pc.if_else(pa.array(first), b'True', b'False')
+  if first.dtype == np.float16:  # Arrow casts no half floats to text; float32 holds them exactly
+    first = first.astype(np.float32)
+  return pc.cast(pc.cast(pa.array(first), pa.string()), pa.binary())
+
+
+def csv_text(keys: np.ndarray, outputs: Sequence[np.ndarray]) -> bytes:
+  """The CSV lines (UTF-8, each ending in a line break) of one scored batch: the key, then each output's first
+  value per row (_csv_cells). Formatted by Arrow's C++ kernels, which release the GIL: 1M rows of a string key and
+  two float32 outputs in 1.0 CPU-s on this project's 2-core machine, against 1.9 for TensorFlow's as_string
+  and string joins."""
+  lines = pc.binary_join_element_wise(*[_csv_cells(keys)] + [_csv_cells(np.asarray(o)) for o in outputs], b',')
+  one_list = pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines)
+  return pc.binary_join(one_list, b'\n')[0].as_py() + b'\n'
 
 
 def _python_values(array: np.ndarray) -> List[Any]:
@@ -239,28 +258,30 @@ class _ScoreFile(beam.DoFn):
   def process(self, work: Work):
     path, part, parts, shard = work
     if self._format == 'bigquery':
-      for keys, outputs in self._scorer.batches(path, part, parts, 'arrays'):
+      for keys, outputs in self._scorer.batches(path, part, parts):
         self._rows.inc(len(keys))
         yield from batch_records(keys, outputs, self._key_feature, self._output_names)
       return
     temporary = f'{shard}.tmp-{uuid.uuid4().hex}'
-    with tf.io.gfile.GFile(temporary, 'w') as f:
-      f.write(self._header)
+    with tf.io.gfile.GFile(temporary, 'wb') as f:
+      f.write(self._header.encode('utf-8'))
       for chunk in self.text_chunks(path, part, parts):
         f.write(chunk)
     tf.io.gfile.rename(temporary, shard, overwrite=True)
 
-  def text_chunks(self, path: str, part: int, parts: int) -> Iterator[str]:
-    """The CSV (without header) or JSONL text of the file part's batches, one chunk per batch, counted."""
+  def text_chunks(self, path: str, part: int, parts: int) -> Iterator[bytes]:
+    """The CSV (without header) or JSONL text of the file part's batches, UTF-8, one chunk per batch, counted."""
     if self._format == 'csv':
-      for text, rows in self._scorer.batches(path, part, parts, 'csv'):
-        self._rows.inc(int(rows))
-        yield text.decode('utf-8')
+      names = self._scorer.output_names
+      for text, rows in self._scorer.batches(
+          path, part, parts, lambda keys, outputs: (csv_text(keys, [outputs[name] for name in names]), len(keys))):
+        self._rows.inc(rows)
+        yield text
       return
-    for keys, outputs in self._scorer.batches(path, part, parts, 'arrays'):
+    for keys, outputs in self._scorer.batches(path, part, parts):
       self._rows.inc(len(keys))
       yield ''.join(json.dumps(r) + '\n' for r in batch_records(keys, outputs, self._key_feature,
-                                                                 self._output_names))
+                                                                  self._output_names)).encode('utf-8')
 
 
 def shard_paths(prefix: str, suffix: str, shards: int) -> List[str]:
@@ -295,7 +316,7 @@ def first_example(files: List[str]) -> Optional[tf.train.Example]:
 def scored_table_schema(scorer: SessionScorer, key_feature: str, key_kind: str, example: tf.train.Example
                         ) -> Dict[str, Any]:
   """The BigQuery schema of the scorer's rows (the key, then its outputs), from scoring `example` once."""
-  _, outputs = scorer.session.run(scorer.fetches['arrays'], {scorer.serialized: [example.SerializeToString()]})
+  _, outputs = scorer.score(np.array([example.SerializeToString()], dtype=object))
   return table_schema(key_feature, key_kind, {name: outputs[name][0] for name in scorer.output_names}, {})
 
 
