@@ -6,6 +6,7 @@ import os
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
+from tfx.types import channel
 
 from pipelines import runners
 from pipelines.components import beam_io
@@ -64,3 +65,11 @@ def test_examples_builder_multi_processing(tmp_path):
       rejected.update((row['reason'], json.loads(row['record'])) for row in csv.DictReader(f))
   assert sorted(rejected) == ['no_purchase_before_threshold', 'unparsable_number']
   assert rejected['unparsable_number'] == {'customer_id': 4, 'date': '19970315', 'quantity': 1, 'amount': 'oops'}
+
+
+def test_a_change_to_the_builder_s_or_its_row_coders_code_is_a_cache_miss():
+  """The cache key holds the module's hash and that of the code reading and writing the rows."""
+  raw = channel.Channel(type=tfx.types.standard_artifacts.Examples)
+  builder = ExamplesBuilder(raw, 'modules.clv.build_examples', {}, code_version='module-hash')
+  assert builder.exec_properties['code_version'] == 'module-hash+' + runners.code_version(
+      'pipelines.components.examples_builder', 'pipelines.components.beam_io')

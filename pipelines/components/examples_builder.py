@@ -25,6 +25,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils
 
+from pipelines import runners
 from pipelines.components import beam_io
 
 REJECTED_PREFIX = 'rejected'
@@ -133,10 +134,12 @@ class ExamplesBuilder(base_beam_component.BaseBeamComponent):
   def __init__(self, raw_examples: types.BaseChannel, build_fn: str, params: Dict[str, Any],
                code_version: str = '', max_rejected_fraction: Optional[float] = None):
     """Args: raw_examples (ExampleGen output), build_fn (dotted path of build_examples), params (JSON-able),
-    code_version (a hash of the module code, so a code change invalidates the cache), max_rejected_fraction
-    (fail the run when rejected rows / rows in exceeds it; None: no limit)."""
+    code_version (a hash of the module code, so a code change invalidates the cache; the hash of this component's
+    own code and of beam_io, which reads and writes the rows, is added to it), max_rejected_fraction (fail the
+    run when rejected rows / rows in exceeds it; None: no limit)."""
     super().__init__(spec=ExamplesBuilderSpec(
         raw_examples=raw_examples, build_fn=build_fn, params=json.dumps(params, sort_keys=True),
-        code_version=code_version, max_rejected_fraction=max_rejected_fraction,
+        code_version=f'{code_version}+{runners.code_version(__name__, beam_io.__name__)}',
+        max_rejected_fraction=max_rejected_fraction,
         examples=types.Channel(type=standard_artifacts.Examples),
         report=types.Channel(type=ExamplesBuildReport)))
