@@ -1,5 +1,6 @@
 """pipelines.csv_lines: CSV files (plain and gzipped) read as lines on real Beam, bad lines kept as rows."""
 import gzip
+import re
 
 import pytest
 from apache_beam.testing import test_pipeline
@@ -10,11 +11,10 @@ from pipelines import csv_lines
 MALFORMED = '__line__'
 
 
-def _write(path, text: str) -> str:
+def _write(path, text: str) -> None:
   opener = gzip.open if str(path).endswith('.gz') else open
   with opener(path, 'wt') as f:
     f.write(text)
-  return str(path)
 
 
 def test_rows_of_plain_and_gzipped_files_with_bad_lines_kept(tmp_path):
@@ -36,7 +36,7 @@ def test_rows_of_plain_and_gzipped_files_with_bad_lines_kept(tmp_path):
 def test_files_that_cannot_be_read_as_one_table_are_refused(files, message, tmp_path):
   for name, text in files.items():
     _write(tmp_path / name, text)
-  with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)')):
+  with pytest.raises(ValueError, match=re.escape(message)):
     with test_pipeline.TestPipeline() as pipeline:
       _ = pipeline | csv_lines.ReadCsvRows(  # pylint: disable=no-value-for-parameter
           str(tmp_path / '*.csv'), MALFORMED, required=['id'])

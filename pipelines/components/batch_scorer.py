@@ -195,7 +195,7 @@ def _csv_cells(values: np.ndarray) -> pa.Array:
   if first.dtype.kind in 'OSU':
     cells = pa.array(first, pa.binary())
     special = pc.match_substring_regex(cells, _CSV_SPECIAL)
-    if pc.any(special).as_py():  # rare for keys: checking first costs 0.1 us a row, quoting 1 us
+    if pc.any(special).as_py():  # rare for keys: only the batches that hold one are quoted
       quoted = pc.binary_join_element_wise(b'"', pc.replace_substring(cells, b'"', b'""'), b'"', b'')
       cells = pc.if_else(special, quoted, cells)
     return cells
@@ -207,7 +207,7 @@ def _csv_cells(values: np.ndarray) -> pa.Array:
 
 
 def csv_text(keys: np.ndarray, outputs: Sequence[np.ndarray]) -> bytes:
-  """The CSV lines (UTF-8, each ending in a line break) of one scored batch: the key, then each output's first
+  """The CSV lines (bytes, each ending in a line break) of one scored batch: the key, then each output's first
   value per row (_csv_cells). Formatted by Arrow's C++ kernels, which release the GIL: 1M rows of a string key and
   two float32 outputs in 1.0 CPU-s on this project's 2-core machine, against 1.9 for TensorFlow's as_string
   and string joins."""
