@@ -14,6 +14,7 @@ split is scored instead: one preprocessing path.
 the latest pushed model of a use case through its ML Metadata, its key column and its ExamplesBuilder, and
 the generated default input.
 """
+import functools
 import glob
 import hashlib
 import importlib.util
@@ -108,7 +109,7 @@ def _KeyedFilesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any
     return pipeline | 'ReadTFRecords' >> beam.io.ReadFromTFRecord(pattern, compression_type=compression)  # as is
   if kind == 'csv':
     rows = pipeline | 'ReadCsv' >> csv_lines.ReadCsvRows(  # pylint: disable=no-value-for-parameter
-        pattern, bi.MALFORMED_LINE)
+        pattern, functools.partial(csv_lines.csv_line_to_row, malformed_key=bi.MALFORMED_LINE))
   else:
     rows = (pipeline | 'ReadJsonl' >> beam.io.ReadFromText(pattern)
             | 'SkipBlank' >> beam.Filter(lambda line: line.strip() != '')

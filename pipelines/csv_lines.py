@@ -6,7 +6,7 @@ count like every other bad row. Values stay strings. Quoted fields with line bre
 """
 import csv
 import gzip
-from typing import Collection, Dict, List, Optional, Sequence
+from typing import Callable, Collection, Dict, List, Optional, Sequence
 
 import apache_beam as beam
 import tensorflow as tf
@@ -38,10 +38,13 @@ def csv_line_to_row(line: str, header: Sequence[str], malformed_key: str,
   return {name: value for name, value in zip(header, fields) if keep is None or name in keep}
 
 
+LineToRow = Callable[[str, List[str]], Dict[str, str]]  # (line, header) -> row: csv_line_to_row, bound
+
+
 @beam.ptransform_fn
-def ReadCsvRows(pipeline: beam.Pipeline, pattern: str, malformed_key: str,  # pylint: disable=invalid-name
-                required: Sequence[str] = (), keep: Optional[Collection[str]] = None) -> beam.PCollection:
-  """Rows (csv_line_to_row) of every file matching `pattern`, headers skipped.
+def ReadCsvRows(pipeline: beam.Pipeline, pattern: str, line_to_row: LineToRow,  # pylint: disable=invalid-name
+                required: Sequence[str] = ()) -> beam.PCollection:
+  """line_to_row(line, header) of every line after the header of every file matching `pattern`.
 
   Raises ValueError when no file matches, a file lacks a `required` column, or the files' headers differ."""
   files = sorted(tf.io.gfile.glob(pattern))
@@ -57,4 +60,4 @@ def ReadCsvRows(pipeline: beam.Pipeline, pattern: str, malformed_key: str,  # py
     raise ValueError(f'the files matching {pattern} have different headers')
   return (pipeline
           | 'ReadLines' >> beam.io.ReadFromText(pattern, skip_header_lines=1)
-          | 'LineToRow' >> beam.Map(csv_line_to_row, header, malformed_key, keep))
+          | 'LineToRow' >> beam.Map(line_to_row, header))

@@ -67,8 +67,7 @@ def _CsvLinesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
                        split_pattern: str) -> beam.PCollection:
   return (pipeline
           | 'ReadCsv' >> csv_lines.ReadCsvRows(  # pylint: disable=no-value-for-parameter
-              os.path.join(exec_properties['input_base'], split_pattern), sf.MALFORMED_LINE, required=sf.COLUMNS,
-              keep=sf.COLUMNS)
+              os.path.join(exec_properties['input_base'], split_pattern), line_to_row, required=sf.COLUMNS)
           | 'ToExamples' >> beam_io.RowsToSerializedExamples())  # pylint: disable=no-value-for-parameter
 
 
@@ -170,12 +169,11 @@ def _plot_actual_vs_forecast(artifact: Callable[[str, str], Any], predictions_cs
   from tfx.utils import path_utils  # pylint: disable=g-import-not-at-top
 
   examples_uri = artifact('ExamplesBuilder', 'examples').uri
-  rows = {split: [beam_io.serialized_example_to_row(s) for s in read_split(examples_uri, split)]
-          for split in ('train', 'eval')}
-  eval_serialized = read_split(examples_uri, 'eval')
+  serialized = {split: read_split(examples_uri, split) for split in ('train', 'eval')}
+  rows = {split: [beam_io.serialized_example_to_row(s) for s in records] for split, records in serialized.items()}
   serve = tf.saved_model.load(path_utils.serving_model_path(artifact('Trainer', 'model').uri)).signatures[
       'serving_default']
-  forecasts = serve(examples=tf.constant(eval_serialized))[sf.PREDICTION].numpy()
+  forecasts = serve(examples=tf.constant(serialized['eval']))[sf.PREDICTION].numpy()
   frame = pd.DataFrame([{**{k: r[k] for k in (sf.KEY, sf.FORECAST_MONTH, sf.LABEL, sf.BASELINES['seasonal_naive'])},
                          'split': split} for split, split_rows in rows.items() for r in split_rows])
   frame.loc[frame['split'] == 'eval', 'gru'] = list(forecasts)

@@ -1,4 +1,5 @@
 """pipelines.csv_lines: CSV files (plain and gzipped) read as lines on real Beam, bad lines kept as rows."""
+import functools
 import gzip
 import re
 
@@ -23,7 +24,8 @@ def test_rows_of_plain_and_gzipped_files_with_bad_lines_kept(tmp_path):
   assert csv_lines.csv_header(str(tmp_path / 'part-2.csv.gz')) == ['id', 'x', 'note']
   with test_pipeline.TestPipeline() as pipeline:
     rows = pipeline | csv_lines.ReadCsvRows(  # pylint: disable=no-value-for-parameter
-        str(tmp_path / 'part-*'), MALFORMED, required=['id'], keep=['id', 'x'])
+        str(tmp_path / 'part-*'), functools.partial(csv_lines.csv_line_to_row, malformed_key=MALFORMED,
+                                                    keep=['id', 'x']), required=['id'])
     assert_that(rows, equal_to([{'id': '007', 'x': '1.5'}, {MALFORMED: '008,2'}, {'id': '009', 'x': '3'},
                                 {MALFORMED: '010,4,c\x00d'}]))
 
@@ -39,4 +41,5 @@ def test_files_that_cannot_be_read_as_one_table_are_refused(files, message, tmp_
   with pytest.raises(ValueError, match=re.escape(message)):
     with test_pipeline.TestPipeline() as pipeline:
       _ = pipeline | csv_lines.ReadCsvRows(  # pylint: disable=no-value-for-parameter
-          str(tmp_path / '*.csv'), MALFORMED, required=['id'])
+          str(tmp_path / '*.csv'), functools.partial(csv_lines.csv_line_to_row, malformed_key=MALFORMED),
+          required=['id'])
