@@ -26,7 +26,7 @@ COPY setup.py ./
 COPY pipelines ./pipelines
 COPY modules ./modules
 RUN python -m pip install --no-deps . \
- && cd / && python -c "import modules.clv, pipelines.components.examples_builder, pipelines.components.btyd"
+ && cd / && python -c "import modules.clv, pipelines.components.examples_builder, pipelines.clv.btyd"
 
 WORKDIR /
 ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -30,9 +30,10 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-posi
 
 import generate  # pylint: disable=g-import-not-at-top,wrong-import-position
 from modules import batch_inference as bi  # pylint: disable=g-import-not-at-top,wrong-import-position
-from pipelines import batch_inference as pipeline_bi  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pipelines.batch_inference import pipeline as pipeline_bi  # pylint: disable=g-import-not-at-top,wrong-import-position
 from pipelines.__main__ import main  # pylint: disable=g-import-not-at-top,wrong-import-position
-from pipelines.components import batch_scorer, beam_io  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pipelines import beam_io  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pipelines.batch_inference import batch_scorer  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def raw_model_rows_per_second(model_dir: str, data: str, batch_size: int) -> float:

@@ -1,4 +1,4 @@
-"""Fit time of the BTYD models (pipelines.components.btyd) by number of customers.
+"""Fit time of the BTYD models (pipelines.clv.btyd) by number of customers.
 
 Data sets, in weeks with the calibration period ending 1997-09-30 like Fader, Hardie & Lee (2005):
 - sample: the CDNOW 1/10 sample (2,357 customers), features by modules.clv from data/clv/transactions_sample.csv;
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from modules import clv
-from pipelines.components import btyd
+from pipelines.clv import btyd
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, 'data', 'clv')
 CALIBRATION_END = datetime.date(1997, 9, 30)

@@ -3,7 +3,11 @@ import dataclasses
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from pipelines import attribution, batch_inference, clv, recommender, sales_forecast
+from pipelines.attribution import pipeline as attribution
+from pipelines.batch_inference import pipeline as batch_inference
+from pipelines.clv import pipeline as clv
+from pipelines.recommender import pipeline as recommender
+from pipelines.sales_forecast import pipeline as sales_forecast
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

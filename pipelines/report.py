@@ -13,7 +13,7 @@ import tensorflow as tf
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipelines.components import beam_io
+from pipelines import beam_io
 from pipelines.components.examples_builder import REJECTED_PREFIX
 from pipelines.components.predictions_export import PREDICTIONS_PREFIX
 

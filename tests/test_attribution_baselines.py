@@ -1,4 +1,4 @@
-"""pipelines.attribution_baselines worked by hand, and the simulator's ground truth on a case small enough to check."""
+"""pipelines.attribution.baselines worked by hand, and the simulator's ground truth on a case small enough to check."""
 import os
 import sys
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from pipelines import attribution_baselines as baselines
-from pipelines.components import campaign_report
+from pipelines.attribution import baselines
+from pipelines.attribution import campaign_report
 
 sys.path.insert(0, os.path.join(REPO, 'data', 'attribution'))
 import simulate  # pylint: disable=g-import-not-at-top,wrong-import-position

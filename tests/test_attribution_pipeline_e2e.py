@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO
-from pipelines import attribution_baselines as baselines
+from pipelines.attribution import baselines
 from pipelines.__main__ import main
-from pipelines.components import campaign_report
+from pipelines.attribution import campaign_report
 
 SAMPLE = os.path.join(REPO, 'data', 'attribution', 'impressions_sample.csv')
 TRUTH = os.path.join(REPO, 'data', 'attribution', 'ground_truth_sample.csv')

@@ -6,7 +6,7 @@ import json
 import os
 
 from conftest import SCORING_BAD_LINES as BAD_LINES, SCORING_ROWS as ROWS, generate
-from pipelines import batch_inference as pipeline_bi
+from pipelines.batch_inference import pipeline as pipeline_bi
 from pipelines.__main__ import main
 
 

@@ -26,11 +26,13 @@ from tfx.types.channel import Channel
 import generate  # data/batch_inference/generate.py (on sys.path through conftest)
 from modules import batch_inference as bi
 from modules import clv
-from pipelines import batch_inference as pipeline_bi
+from pipelines.batch_inference import pipeline as pipeline_bi
 from pipelines import bigquery, csv_lines, runners
-from pipelines import clv as clv_pipeline
+from pipelines.clv import pipeline as clv_pipeline
 from pipelines.__main__ import main
-from pipelines.components import batch_scorer, beam_io, predictions_export
+from pipelines import beam_io
+from pipelines.batch_inference import batch_scorer
+from pipelines.components import predictions_export
 from pipelines.components.predictions_export import PredictionsExport
 
 
@@ -276,7 +278,7 @@ def test_a_change_to_a_scorer_s_code_is_a_cache_miss():
   scorer = batch_scorer.BatchScorer(examples=examples, model=model, split='score', key_feature='key')
   export = PredictionsExport(inference_result=Channel(type=standard_artifacts.InferenceResult), key_feature='key',
                              output_names=[])
-  assert scorer.exec_properties['code_version'] == runners.code_version('pipelines.components.batch_scorer')
+  assert scorer.exec_properties['code_version'] == runners.code_version('pipelines.batch_inference.batch_scorer')
   assert export.exec_properties['code_version'] == runners.code_version('pipelines.components.predictions_export')
   assert scorer.exec_properties['code_version'] != export.exec_properties['code_version']
 

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.components import beam_io
+from pipelines import beam_io
 
 ROW = {'id': '0000042', 'count': 3, 'flag': True, 'price': 2.5, 'weight': np.float32(0.75), 'word': 'café',
        'raw': b'\x00\xff', 'ints': [1, -2, 3], 'floats': (0.5, 1.5), 'words': ['a', b'b'], 'empty': [],

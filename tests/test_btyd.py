@@ -1,4 +1,4 @@
-"""Tests for pipelines.components.btyd on the CDNOW 1/10 sample (2,357 customers), from the raw CSV through
+"""Tests for pipelines.clv.btyd on the CDNOW 1/10 sample (2,357 customers), from the raw CSV through
 our own feature code (modules.clv), in weeks with the calibration period ending 1997-09-30 (39 weeks)."""
 import csv
 import datetime
@@ -18,7 +18,8 @@ from ml_metadata.metadata_store import metadata_store
 from tfx import v1 as tfx
 
 from modules import clv
-from pipelines.components import beam_io, btyd
+from pipelines import beam_io
+from pipelines.clv import btyd
 
 SAMPLE_CSV = os.path.join(os.path.dirname(__file__), os.pardir, 'data', 'clv', 'transactions_sample.csv')
 CALIBRATION_END = datetime.date(1997, 9, 30)

@@ -268,7 +268,7 @@ def test_the_installed_package_holds_every_module_a_step_imports(tmp_path):
                  capture_output=True, timeout=300)
   names = {os.path.relpath(os.path.join(root, name), tmp_path) for root, _, files in os.walk(tmp_path) for name in files}
   for use_case_name in registry.USE_CASES:
-    assert f'modules/{use_case_name}.py' in names and f'pipelines/{use_case_name}.py' in names
+    assert f'modules/{use_case_name}.py' in names and f'pipelines/{use_case_name}/pipeline.py' in names
   for path in os.listdir(os.path.join(REPO, 'pipelines', 'components')):
     if path.endswith('.py'):
       assert f'pipelines/components/{path}' in names

@@ -9,7 +9,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import channel
 
 from pipelines import runners
-from pipelines.components import beam_io
+from pipelines import beam_io
 from pipelines.components.examples_builder import ExamplesBuilder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,4 +72,4 @@ def test_a_change_to_the_builder_s_or_its_row_coders_code_is_a_cache_miss():
   raw = channel.Channel(type=tfx.types.standard_artifacts.Examples)
   builder = ExamplesBuilder(raw, 'modules.clv.build_examples', {}, code_version='module-hash')
   assert builder.exec_properties['code_version'] == 'module-hash+' + runners.code_version(
-      'pipelines.components.examples_builder', 'pipelines.components.beam_io')
+      'pipelines.components.examples_builder', 'pipelines.beam_io')

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import (assert_committed_without_outputs, assert_every_cell_ran, cell_data, code_cells,
                       execute_notebook, tagged_cell)
-from pipelines.batch_inference import latest_pushed_model
+from pipelines.batch_inference.pipeline import latest_pushed_model
 
 
 def _shard_rows(run_dir) -> List[Dict[str, str]]:

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from conftest import RECOMMENDER_SAMPLE as SAMPLE
 from modules import recommender as module
-from pipelines.components import beam_io
+from pipelines import beam_io
 
 COMPONENTS = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'AnomaliesGate',
               'Transform', 'VocabularyFilter', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator', 'Pusher',

@@ -13,9 +13,9 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from modules import recommender as module
 from pipelines import bigquery
-from pipelines.components.recall_evaluator import evaluate, nearest_tracks
-from pipelines.components.vocabulary_filter import in_vocabulary
-from pipelines.recommender import bigquery_query
+from pipelines.recommender.recall_evaluator import evaluate, nearest_tracks
+from pipelines.recommender.vocabulary_filter import in_vocabulary
+from pipelines.recommender.pipeline import bigquery_query
 
 PARAMS = {'eval_percent': 15, 'test_percent': 15, 'max_tags': 2, 'user_tag_features': 3}
 

@@ -8,7 +8,7 @@ from apache_beam.testing import util as beam_util
 from modules import sales_forecast as sf
 from pipelines import bigquery
 from pipelines.components.examples_builder import check_rejected_fraction
-from pipelines.sales_forecast import bigquery_query, line_to_row
+from pipelines.sales_forecast.pipeline import bigquery_query, line_to_row
 
 HEADER = sf.COLUMNS
 GOOD = '2023-01-02,2633,11788,Black Velvet Whiskies 750ml,Canadian Whiskies,Sazerac Company Inc,12,750,5.23,7.85,12'

@@ -11,8 +11,8 @@ import tensorflow as tf
 from conftest import SALES_SAMPLE as SAMPLE
 from modules import sales_forecast as sf
 from pipelines.__main__ import main
-from pipelines.components import beam_io
-from pipelines.sales_forecast import line_to_row, read_split
+from pipelines import beam_io
+from pipelines.sales_forecast.pipeline import line_to_row, read_split
 
 COMPONENTS = {'CsvLinesExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
               'AnomaliesGate', 'Transform', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator', 'Pusher',

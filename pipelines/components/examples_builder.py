@@ -26,7 +26,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils
 
 from pipelines import runners
-from pipelines.components import beam_io
+from pipelines import beam_io
 
 REJECTED_PREFIX = 'rejected'
 REJECTED_HEADER = 'reason,record'

@@ -31,7 +31,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from pipelines import bigquery, runners
-from pipelines.components import beam_io
+from pipelines import beam_io
 
 PREDICTIONS_PREFIX = 'predictions'
 OUTPUT_FORMATS = ('csv', 'jsonl', 'bigquery')

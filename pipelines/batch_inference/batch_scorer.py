@@ -51,7 +51,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import path_utils
 
 from pipelines import runners
-from pipelines.components import beam_io
+from pipelines import beam_io
 from pipelines.components.predictions_export import (PREDICTIONS_PREFIX, Predictions, bigquery_sink, check_output,
                                                      table_schema)
 

@@ -13,7 +13,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tfx import v1 as tfx
 
 from modules import recommender as module
-from pipelines.components import beam_io
+from pipelines import beam_io
 from pipelines.components.predictions_export import PREDICTIONS_PREFIX, Predictions
 
 HEADER = ['user_name', 'rank', 'track_id', 'score']

@@ -4,7 +4,7 @@ KeyedFilesExampleGen (CSV / JSONL / TFRecord glob) or BigQueryExampleGen -> Exam
 (modules.batch_inference.build_examples: rows checked against what the model parses, rejected by reason)
 -> BatchScorer (the model from an Importer, scored in fixed batches; CSV / JSONL shards or a BigQuery table)
 -> RowsBalanceCheck (rows in = rows out + rejected, or the run fails). `--set scorer=bulk_inferrer` scores with
-TFX's BulkInferrer + PredictionsExport instead (see pipelines/components/batch_scorer.py for why not by default).
+TFX's BulkInferrer + PredictionsExport instead (see pipelines/batch_inference/batch_scorer.py for why not by default).
 
 Raw data of a use case (`input_kind=raw`, e.g. CLV transactions with `--from clv`) goes through that use
 case's own ExamplesBuilder (its build_fn and the params of the run that trained the model) and its `score`
@@ -29,8 +29,8 @@ from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenE
 
 from modules import batch_inference as bi
 from pipelines import bigquery, csv_lines
-from pipelines.components import beam_io
-from pipelines.components.batch_scorer import BatchScorer
+from pipelines import beam_io
+from pipelines.batch_inference.batch_scorer import BatchScorer
 from pipelines.components.examples_builder import ExamplesBuilder, ExamplesBuildReport
 from pipelines.components.predictions_export import PREDICTIONS_PREFIX, PredictionsExport, Predictions
 from pipelines.example_gens import raw_example_gen
@@ -39,7 +39,7 @@ from pipelines.runners import code_version
 
 MODULE = 'modules.batch_inference'
 REQUIRED_COLUMNS: List[str] = []  # any columns: the model's serving signature says which it needs
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GENERATOR = os.path.join(REPO_ROOT, 'data', 'batch_inference', 'generate.py')
 DEFAULT_DATA = os.path.join('<output>', 'batch_inference', 'input',
                             'customers-<rows>-seed<seed>-<hash>.csv (generated)')

@@ -29,7 +29,7 @@ from lifetimes.utils import ConvergenceError
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
-from pipelines.components import beam_io
+from pipelines import beam_io
 
 MODELS = {'bgnbd': BetaGeoFitter, 'pnbd': ParetoNBDFitter, 'mbgnbd': ModifiedBetaGeoFitter}
 SPEND_MODEL = 'gamma_gamma'

@@ -16,7 +16,7 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
 from modules import recommender as module
-from pipelines.components import beam_io
+from pipelines import beam_io
 
 
 def read_split(examples: types.Artifact, split: str) -> Iterator[bytes]:

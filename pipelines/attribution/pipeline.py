@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List
 from tfx import v1 as tfx
 
 from modules import attribution as module
-from pipelines.components.campaign_report import (ATTRIBUTION_JSON, POSITION_CSV, POSITION_PLOT, REPORT_CSV,
+from pipelines.attribution.campaign_report import (ATTRIBUTION_JSON, POSITION_CSV, POSITION_PLOT, REPORT_CSV,
                                                   REPORT_PLOT, CampaignReport)
 from pipelines.components.examples_builder import ExamplesBuilder
 from pipelines.components.predictions_export import PredictionsExport
@@ -26,7 +26,7 @@ from pipelines import wiring
 
 MODULE = 'modules.attribution'
 REQUIRED_COLUMNS = ['uid', 'timestamp', 'campaign', 'conversion']
-DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data', 'attribution')
+DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'data', 'attribution')
 DEFAULT_DATA = os.path.join(DATA_DIR, 'impressions.csv')
 # The bundled data files and the ground truth the simulator wrote beside each (used when ground_truth=auto).
 BUNDLED_TRUTH = {DEFAULT_DATA: os.path.join(DATA_DIR, 'ground_truth.csv'),
@@ -142,7 +142,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
       examples=builder.outputs['examples'], inference_result=bulk_inferrer.outputs['inference_result'],
       ground_truth=ground_truth_path(data_uri, settings['ground_truth']),
       time_decay_half_life_hours=float(settings['time_decay_half_life_hours']),
-      code_version=code_version('pipelines.components.campaign_report', 'pipelines.attribution_baselines'))
+      code_version=code_version('pipelines.attribution.campaign_report', 'pipelines.attribution.baselines'))
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name, pipeline_root=pipeline_root,

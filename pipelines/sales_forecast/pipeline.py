@@ -22,7 +22,7 @@ from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenE
 
 from modules import sales_forecast as sf
 from pipelines import bigquery, csv_lines, wiring
-from pipelines.components import beam_io
+from pipelines import beam_io
 from pipelines.components.examples_builder import ExamplesBuilder
 from pipelines.components.predictions_export import PredictionsExport
 from pipelines.example_gens import raw_example_gen
@@ -239,7 +239,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
                     metadata_connection_config=None) -> tfx.dsl.Pipeline:
   """The sales forecast pipeline over a CSV file (local or gs://) with REQUIRED_COLUMNS, or a BigQuery table
   `bq://project.dataset.table` with those columns (names mapped by the `bq_column_map` setting)."""
-  version = code_version(MODULE, 'pipelines.sales_forecast', 'pipelines.metrics')
+  version = code_version(MODULE, 'pipelines.sales_forecast.pipeline', 'pipelines.metrics')
   example_gen = sales_example_gen(data_uri, settings['bq_column_map'])
   builder = ExamplesBuilder(
       raw_examples=example_gen.outputs['examples'], build_fn=f'{MODULE}.build_examples',

@@ -39,8 +39,8 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
 from modules import attribution as module
-from pipelines import attribution_baselines as baselines
-from pipelines.components import beam_io
+from pipelines.attribution import baselines
+from pipelines import beam_io
 
 REPORT_CSV = 'campaign_report.csv'
 ATTRIBUTION_JSON = 'attribution.json'

@@ -23,8 +23,8 @@ from tfx import v1 as tfx
 from tfx.utils import path_utils
 
 from modules import recommender as module
-from pipelines.components import beam_io
-from pipelines.components.vocabulary_filter import read_split
+from pipelines import beam_io
+from pipelines.recommender.vocabulary_filter import read_split
 
 RECALL_JSON = 'recall.json'
 CURVE_PLOT = 'recall_curve.png'

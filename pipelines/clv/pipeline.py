@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List
 from tfx import v1 as tfx
 
 from modules import clv as clv_module
-from pipelines.components.btyd import PARAMS_FILE, TIME_UNITS, BtydFit, examples_summary, load_fitted, read_examples
+from pipelines.clv.btyd import PARAMS_FILE, TIME_UNITS, BtydFit, examples_summary, load_fitted, read_examples
 from pipelines.components.examples_builder import ExamplesBuilder
 from pipelines.components.predictions_export import PredictionsExport
 from pipelines.example_gens import raw_example_gen

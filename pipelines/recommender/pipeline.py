@@ -18,16 +18,16 @@ from tfx import v1 as tfx
 from modules import recommender as module
 from pipelines import bigquery, wiring
 from pipelines.components.examples_builder import ExamplesBuilder
-from pipelines.components.recall_evaluator import CURVE_PLOT, NEAREST_CSV, RECALL_JSON, RecallEvaluator
-from pipelines.components.recommendations import RecommendationsExport
-from pipelines.components.vocabulary_filter import VocabularyFilter
+from pipelines.recommender.recall_evaluator import CURVE_PLOT, NEAREST_CSV, RECALL_JSON, RecallEvaluator
+from pipelines.recommender.recommendations import RecommendationsExport
+from pipelines.recommender.vocabulary_filter import VocabularyFilter
 from pipelines.example_gens import raw_example_gen
 from pipelines.report import ReportExtras
 from pipelines.runners import code_version
 
 MODULE = 'modules.recommender'
 REQUIRED_COLUMNS = ['user_name', 'track_id', 'track_name', 'artist_name', 'tags', 'listened_at']
-DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data', 'recommender',
+DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'data', 'recommender',
                             'listens.csv')
 SETTINGS: Dict[str, Any] = {
     'eval_percent': 15,               # pair splits by a stable hash: train / eval / test = 70 / 15 / 15
@@ -166,7 +166,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
 
   vocabulary_filter = VocabularyFilter(
       examples=builder.outputs['examples'], transform_graph=transform.outputs['transform_graph'],
-      code_version=code_version('pipelines.components.vocabulary_filter'))
+      code_version=code_version('pipelines.recommender.vocabulary_filter'))
 
   trainer = wiring.trainer(MODULE, transform, validation.schema,
                            {k: settings[k] for k in (
@@ -187,7 +187,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
   recall = RecallEvaluator(
       examples=vocabulary_filter.outputs['filtered'], transform_graph=transform.outputs['transform_graph'],
       model=trainer.outputs['model'], num_samples=settings['recall_samples'], seed=settings['seed'],
-      code_version=code_version('pipelines.components.recall_evaluator', MODULE))
+      code_version=code_version('pipelines.recommender.recall_evaluator', MODULE))
 
   bulk_inferrer = tfx.components.BulkInferrer(
       examples=builder.outputs['examples'], model=trainer.outputs['model'],
@@ -198,7 +198,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
   # The run report publishes the node `PredictionsExport`'s CSV (and only then calls report_extras).
   export = RecommendationsExport(
       inference_result=bulk_inferrer.outputs['inference_result'],
-      code_version=code_version('pipelines.components.recommendations')).with_id('PredictionsExport')
+      code_version=code_version('pipelines.recommender.recommendations')).with_id('PredictionsExport')
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name, pipeline_root=pipeline_root,

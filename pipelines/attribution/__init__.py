@@ -1,0 +1,1 @@
+"""The attribution use case: its pipeline (pipeline.py) and the components only it uses."""

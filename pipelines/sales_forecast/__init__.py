@@ -1,0 +1,1 @@
+"""The sales_forecast use case: its pipeline (pipeline.py) and the components only it uses."""
