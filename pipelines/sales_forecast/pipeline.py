@@ -35,15 +35,20 @@ SETTINGS: Dict[str, Any] = {
     'eval_months': 3,                 # the last N labelled months are the eval split
     'max_rejected_fraction': 0.05,    # the run fails when more input rows than this are rejected
     'seed': 42,
-    'gru_units': 32,
-    'hidden_units': '64,32',
-    'dropout': 0.1,
+    'gru_units': 0,                   # GRU over the month's days (0: none; measured better without)
+    'hidden_units': '32',
+    'dropout': 0.2,
+    'l2': 1e-4,                       # sized for a few thousand item-months
+    'loss': 'log',                    # 'log': MAE of log1p(bottles); 'scaled': MAE in bottles / (item level + 1)
     'learning_rate': 0.003,
     'batch_size': 64,
     'epochs': 30,
+    'validation_months': 3,           # the last train months that pick the epoch (0 = the anchor baseline alone)
     'max_mae_increase': 0.05,         # blessing: MAE at most 5% above the latest blessed model's
 }
-SETTING_CHOICES: Dict[str, tuple] = {}
+SETTING_CHOICES: Dict[str, tuple] = {'loss': ('log', 'scaled')}
+TRAINER_SETTINGS = ('seed', 'gru_units', 'hidden_units', 'dropout', 'l2', 'loss', 'learning_rate', 'batch_size',
+                    'epochs', 'validation_months')
 # summary.json metrics name -> (TFMA model, output, metric prefix), as registry.UseCase.reported_models wants.
 REPORTED_MODELS = {'rnn': ('candidate', sf.PREDICTION, ''),
                    **{name: ('candidate', output, '') for name, output in sf.BASELINES.items()}}
@@ -253,8 +258,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
   transform = wiring.transform(MODULE, builder.outputs['examples'], validation, version)
 
   trainer = wiring.trainer(MODULE, transform, validation.schema,
-                           {k: settings[k] for k in ('seed', 'gru_units', 'hidden_units', 'dropout', 'learning_rate',
-                                                     'batch_size', 'epochs')}, version)
+                           {k: settings[k] for k in TRAINER_SETTINGS}, version)
 
   latest_blessed = wiring.latest_blessed_model()
 
