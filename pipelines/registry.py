@@ -46,7 +46,7 @@ class UseCase:
   # (settings, artifact(node_id, output_key), predictions csv, output dir) -> report.ReportExtras: extra
   # outputs {name: path} (PNG plots are shown in report.md), metrics per model and data counts
   report_extras: Optional[Callable[..., Any]] = None
-  # (CLI args, settings, run_use_case(name)) -> (data URI, settings): resolves flags such as --model / --from
+  # (CLI args, settings, run_use_case(name), required_columns(name)) -> (data URI, settings): resolves flags such as --model / --from
   # into settings before create_pipeline (which stays pure wiring); ValueError for a user error
   prepare: Optional[Callable[..., Tuple[str, Dict[str, Any]]]] = None
   # (metric key, title) rows of report.md's metrics table

@@ -128,6 +128,20 @@ def batch_inference_run(clv_run, tmp_path_factory):
   return out, json.loads((out / 'summary.json').read_text()), inputs
 
 
+PIPELINE_RUN_FIXTURES = {'clv_run', 'sales_run', 'recommender_run', 'batch_inference_run'}
+
+
+def pytest_collection_modifyitems(items):
+  """Marks `notebook` the tests of test_notebook_*.py and `e2e` those of *_e2e.py and every test that uses a
+  pipeline-run fixture, so `-m 'not e2e and not notebook'` (make test-fast) leaves only the quick tests."""
+  for item in items:
+    name = os.path.basename(str(item.fspath))
+    if name.startswith('test_notebook_'):
+      item.add_marker(pytest.mark.notebook)
+    elif name.endswith('_e2e.py') or PIPELINE_RUN_FIXTURES & set(getattr(item, 'fixturenames', ())):
+      item.add_marker(pytest.mark.e2e)
+
+
 NOTEBOOK_SUMMARY_PREFIX = 'NOTEBOOK_SUMMARY '
 
 
