@@ -32,7 +32,9 @@ VARIANTS: Dict[str, Dict[str, Any]] = {
     'gru': {'gru_units': 16},
     'scaled_loss': {'loss': 'scaled'},
     'no_regularization': {'l2': 0.0, 'dropout': 0.0},
-    'every_epoch': {'validation_months': 0},
+    'epoch_selection': {'validation_months': 3},
+    'faster': {'learning_rate': 0.01},
+    'wider': {'hidden_units': '64,32'},
 }
 
 

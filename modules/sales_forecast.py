@@ -1,20 +1,23 @@
-"""Sales forecast module file: item-month examples from invoice lines, preprocessing, the GRU and its evaluation.
+"""Sales forecast module file: item-month examples from invoice lines, preprocessing, the model and its evaluation.
 
 Read top to bottom: build_examples (Beam, used by ExamplesBuilder) -> preprocessing_fn (Transform)
--> run_fn (Trainer) -> eval_config (Evaluator).
+-> tuner_fn (Tuner) -> run_fn (Trainer) -> eval_config (Evaluator).
 
 Input rows: the columns of the Iowa liquor sales table (COLUMNS), as strings (CSV lines read as text, or a
 BigQuery query that already sums bottles per item and day) or as numbers. Per item, bottles are summed per
 day; one example per item and month holds that month's daily sequence (day of month 1..31, masked outside
-the month), item features, history totals and the three practitioner baselines; the label is the item's
+the month), item features, history totals, six baseline forecasts and the MASE scale; the label is the item's
 total in the NEXT month. Months up to the evaluation window -> `train`, the last `eval_months` labelled
 months -> `eval`, the latest month (no label yet) -> `score`.
 """
 import calendar
 import datetime
+import json
+import os
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
+import keras_tuner
 import numpy as np
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
@@ -22,8 +25,10 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 from google.protobuf import wrappers_pb2
+from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+from pipelines import tuning
 from pipelines.components.examples_builder import BuiltExamples
 from pipelines.sales_forecast import methods
 
@@ -61,6 +66,8 @@ SES_ALPHAS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)  # exponential smoothing: alpha chos
 CROSTON_ALPHA = 0.1                           # the usual smoothing constant of intermittent-demand methods
 TSB_ALPHA, TSB_BETA = 0.1, 0.2                # size and occurrence smoothing of TSB
 SLICE_FEATURE = 'category_name'
+TUNING_VALIDATION_MONTHS = 3  # the last train months each Tuner trial is scored on
+TRAINING_FILE = 'training.json'  # in the Trainer's model_run: values trained with, anchor, kept epoch
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -342,7 +349,8 @@ def fit(features: Dict[str, np.ndarray], log_labels: np.ndarray, months: np.ndar
         config: Dict[str, Any]) -> Tuple[keras.Model, Dict[str, Any]]:
   """Chooses the anchor on the training item-months, trains the correction with the last `validation_months`
   months held out and keeps the weights of the epoch with the lowest validation loss, the untrained (anchor-only)
-  weights included; (model, {'anchor', 'best_epoch' (0 = the anchor alone), 'validation_loss'})."""
+  weights included; (model, {'anchor', 'best_epoch' (0 = the anchor alone), 'validation_loss', 'validation_mae'
+  (in bottles)})."""
   seed = int(config['seed'])
   keras.utils.set_random_seed(seed)
   tf.config.experimental.enable_op_determinism()
@@ -369,8 +377,12 @@ def fit(features: Dict[str, np.ndarray], log_labels: np.ndarray, months: np.ndar
     if loss < best['loss']:
       best = {'epoch': epoch, 'loss': loss, 'weights': model.get_weights()}
   model.set_weights(best['weights'])
-  logging.info('anchor %s, best epoch %d, validation loss %.4f', anchor, best['epoch'], best['loss'])
-  return model, {'anchor': anchor, 'best_epoch': best['epoch'], 'validation_loss': float(best['loss'])}
+  validation_mae = (float(np.mean(np.abs(forecast_from_output(model.predict(validation, verbose=0)).numpy()
+                                         - np.expm1(log_labels[held].reshape(-1))))) if held.any() else np.nan)
+  logging.info('anchor %s, best epoch %d, validation loss %.4f, MAE %.2f', anchor, best['epoch'], best['loss'],
+               validation_mae)
+  return model, {'anchor': anchor, 'best_epoch': best['epoch'], 'validation_loss': float(best['loss']),
+                 'validation_mae': validation_mae}
 
 
 def training_data(file_pattern: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput
@@ -412,22 +424,55 @@ def _serving_fn(model: keras.Model, tf_transform_output: tft.TFTransformOutput):
   return serve
 
 
+def search_space() -> keras_tuner.HyperParameters:
+  """The Tuner's space: the correction network's width and regularisation and the learning rate."""
+  hp = keras_tuner.HyperParameters()
+  hp.Choice('hidden_units', ['16', '32', '64'])
+  hp.Choice('l2', [1e-5, 1e-4, 1e-3])
+  hp.Choice('dropout', [0.1, 0.2, 0.3])
+  hp.Choice('learning_rate', [0.001, 0.003, 0.01])
+  return hp
+
+
+def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
+  """A seeded random search (pipelines.tuning) of `tuning_trials` trials; each fits the model on the train split
+  with half the epochs and scores its MAE in bottles on the last TUNING_VALIDATION_MONTHS train months, so that
+  the eval split stays untouched for the champion gate."""
+  config = dict(fn_args.custom_config)
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+  features, labels, months = training_data(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
+  n_categories = tf_transform_output.vocabulary_size_by_name(SLICE_FEATURE) + 1
+
+  def build_and_score(hp: keras_tuner.HyperParameters) -> float:
+    trial = {**config, **hp.values, 'epochs': max(1, int(config['epochs']) // 2),
+             'validation_months': TUNING_VALIDATION_MONTHS}
+    return fit(features, labels, months, n_categories, trial)[1]['validation_mae']
+
+  tuner = tuning.make_tuner(build_and_score, search_space(), 'validation_mae', 'min',
+                            int(config['tuning_trials']), int(config['seed']), fn_args.working_dir)
+  return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})
+
+
 def run_fn(fn_args) -> None:
-  """Trains the baseline-anchored model (fit) on the train split and saves a Keras-2 SavedModel whose serving
-  signature also returns every baseline's forecast."""
-  config = fn_args.custom_config
+  """Trains the baseline-anchored model (fit) on the train split, with the Tuner's best values when it ran, and
+  saves a Keras-2 SavedModel whose serving signature also returns every baseline's forecast."""
+  config = tuning.tuned_values(fn_args, fn_args.custom_config)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   features, labels, months = training_data(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
   logging.info('Training on %d item-months', len(labels))
   model, chosen = fit(features, labels, months, tf_transform_output.vocabulary_size_by_name(SLICE_FEATURE) + 1,
                       config)
-  logging.info('Trained: %s', chosen)
+  # The values trained with (the Tuner's best ones included), the anchor and the kept epoch, for the report.
+  tf.io.gfile.makedirs(fn_args.model_run_dir)
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_FILE), 'w') as f:
+    json.dump({'hyperparameters': {k: v for k, v in config.items() if k != 'code_version'}, **chosen}, f,
+              sort_keys=True)
   model.save(fn_args.serving_model_dir, save_format='tf',
              signatures={'serving_default': _serving_fn(model, tf_transform_output)})
 
 
 # ---------------------------------------------------------------------------------------------------
-# eval_config (Evaluator): the GRU and the three baselines on the same eval item-months
+# eval_config (Evaluator): the model and every baseline on the same eval item-months
 # ---------------------------------------------------------------------------------------------------
 
 def _metrics() -> List[tfma.MetricConfig]:
@@ -436,12 +481,12 @@ def _metrics() -> List[tfma.MetricConfig]:
 
 
 def eval_config(max_mae_increase: float) -> tfma.EvalConfig:
-  """MAE, RMSE, mean label/prediction of the GRU (output forecast_bottles) and of the naive, seasonal-naive and
-  moving-average forecasts (the serving signature's other outputs), on the same examples, overall and by category.
+  """MAE, RMSE, mean label/prediction of the model (output forecast_bottles) and of every baseline's forecast (the
+  serving signature's other outputs), on the same examples, overall and by category.
 
   Blessing: at least one eval example and an MAE at most `max_mae_increase` (relative) above the latest blessed
-  model's on the same examples. TFMA cannot gate one output against another, so whether the GRU beats the
-  baselines is reported (summary `data.rnn_mae_over_best_baseline`), not gated.
+  model's on the same examples. TFMA cannot gate one output against another: the pipeline's ChampionGate
+  (pipelines.champion) then blesses the model only if its MAE is below every baseline's.
   """
   overall = [tfma.SlicingSpec()]
   gates = {
