@@ -350,7 +350,7 @@ def fit(features: Dict[str, np.ndarray], log_labels: np.ndarray, months: np.ndar
   """Chooses the anchor on the training item-months, trains the correction with the last `validation_months`
   months held out and keeps the weights of the epoch with the lowest validation loss, the untrained (anchor-only)
   weights included; (model, {'anchor', 'best_epoch' (0 = the anchor alone), 'validation_loss', 'validation_mae'
-  (in bottles)})."""
+  (in bottles; on the training months when none is held out)})."""
   seed = int(config['seed'])
   keras.utils.set_random_seed(seed)
   tf.config.experimental.enable_op_determinism()
@@ -377,12 +377,13 @@ def fit(features: Dict[str, np.ndarray], log_labels: np.ndarray, months: np.ndar
     if loss < best['loss']:
       best = {'epoch': epoch, 'loss': loss, 'weights': model.get_weights()}
   model.set_weights(best['weights'])
-  validation_mae = (float(np.mean(np.abs(forecast_from_output(model.predict(validation, verbose=0)).numpy()
-                                         - np.expm1(log_labels[held].reshape(-1))))) if held.any() else np.nan)
-  logging.info('anchor %s, best epoch %d, validation loss %.4f, MAE %.2f', anchor, best['epoch'], best['loss'],
-               validation_mae)
-  return model, {'anchor': anchor, 'best_epoch': best['epoch'], 'validation_loss': float(best['loss']),
-                 'validation_mae': validation_mae}
+  scored = held if held.any() else ~held  # nothing held out: the training months (a finite score for the Tuner)
+  validation_mae = float(np.mean(np.abs(
+      forecast_from_output(model.predict(dataset(scored).batch(4096), verbose=0)).numpy()
+      - np.expm1(log_labels[scored].reshape(-1)))))
+  logging.info('anchor %s, kept epoch %d, validation MAE %.2f', anchor, best['epoch'], validation_mae)
+  return model, {'anchor': anchor, 'best_epoch': best['epoch'], 'validation_mae': validation_mae,
+                 'validation_loss': float(best['loss']) if held.any() else None}
 
 
 def training_data(file_pattern: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput

@@ -119,3 +119,6 @@ def test_fit_keeps_the_anchor_when_training_does_not_improve_the_held_out_months
   assert chosen['best_epoch'] == 0 and chosen['validation_loss'] == pytest.approx(0.0, abs=1e-6)
   forecasts = sf.forecast_from_output(model.predict({k: features[k] for k in model.input_names}, verbose=0))
   np.testing.assert_allclose(forecasts.numpy(), 9.0, rtol=1e-5)
+  # Nothing held out: every epoch trains on every month, the last one is kept, the Tuner's score is the train MAE.
+  _, chosen = sf.fit(features, labels, months, 2, {**SETTINGS, 'gru_units': 4, 'epochs': 1, 'validation_months': 0})
+  assert chosen['best_epoch'] == 1 and chosen['validation_loss'] is None and np.isfinite(chosen['validation_mae'])
