@@ -187,7 +187,7 @@ def test_too_many_rejected_rows_fail_the_run_naming_the_counts(run, tmp_path):
 
 def test_a_handicapped_model_loses_is_not_pushed_and_the_baseline_is_served(run, tmp_path):
   """One epoch at a learning rate of 5 wrecks the correction: the best baseline must be the champion."""
-  out, _ = run
+  out, shared = run
   copy = tmp_path / 'runs' / 'sales_forecast'
   copy.mkdir(parents=True)
   shutil.copy(out / 'metadata.sqlite', copy / 'metadata.sqlite')  # examples and Transform come from the cache
@@ -201,7 +201,7 @@ def test_a_handicapped_model_loses_is_not_pushed_and_the_baseline_is_served(run,
   assert summary['blessed'] is False and summary['pushed_model'] is None and summary['data']['rows_scored'] == 0
   with open(copy / 'forecasts.csv') as f:
     rows = list(csv.DictReader(f))
-  _, score = _score_rows(summary)
+  _, score = _score_rows(shared)  # the same (cached) examples
   assert {r['predicted_by'] for r in rows} == {winner}
   assert {r['item_number']: float(r['forecast_bottles']) for r in rows} == pytest.approx(
       {r[sf.KEY]: r[sf.BASELINES[winner]] for r in score})
