@@ -307,7 +307,8 @@ def build_model(anchor: str, n_categories: int, config: Dict[str, Any], n_relati
   anchor_input = keras.Input(shape=(1,), name=log_feature(anchor))
   regularizer = keras.regularizers.l2(float(config['l2']))
   steps = keras.layers.Concatenate(axis=-1)([
-      keras.layers.Reshape((DAYS, 1))(sequence['daily_relative']), keras.layers.Reshape((DAYS, 1))(sequence['sale_day']),
+      keras.layers.Reshape((DAYS, 1))(sequence['daily_relative']),
+      keras.layers.Reshape((DAYS, 1))(sequence['sale_day']),
       keras.layers.Embedding(8, 2, name='day_of_week_embedding')(sequence['day_of_week'])])
   mask = keras.layers.Lambda(lambda days: tf.cast(days, tf.bool), name='month_mask')(sequence['day_in_month'])
   parts = [relative, context, keras.layers.Flatten()(keras.layers.Embedding(

@@ -42,7 +42,8 @@ def test_mase_scale_and_metrics_by_hand():
 
 
 def test_item_with_a_gap_gets_zero_months_in_its_statistical_forecasts():
-  sales = [_sale(datetime.date(2022, 1, 3), 8), _sale(datetime.date(2022, 3, 1), 4), _sale(datetime.date(2022, 4, 1), 1)]
+  sales = [_sale(datetime.date(2022, 1, 3), 8), _sale(datetime.date(2022, 3, 1), 4),
+           _sale(datetime.date(2022, 4, 1), 1)]
   examples = dict((e[sf.MONTH], e) for _, e in sf.item_examples('1', sales, sf.month_index(
       datetime.date(2022, 4, 1)), eval_months=1))
   march = examples[202203]  # history [8, 0, 4]
