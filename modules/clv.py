@@ -42,6 +42,8 @@ FREQUENCY_BUCKET = 'frequency_bucket'
 FREQUENCY_BUCKETS = ((0, '0'), (1, '1'), (3, '2-3'), (7, '4-7'))  # (upper bound, name); above: '8+'
 
 Purchase = Tuple[datetime.date, float, float]  # (day, quantity, amount)
+WINDOWS = (30, 90, 180, 365)  # look-back windows in days
+MIN_RATE_DAYS = 30  # age floor of the rate features
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -109,9 +111,26 @@ def customer_features(purchases: Iterable[Purchase], as_of: datetime.date) -> Op
       'mean_days_between_purchases': recency / frequency if frequency else 0.0,
       'purchases_last_30': sum(1 for d in days if (as_of - d).days < 30),
       'purchases_last_90': sum(1 for d in days if (as_of - d).days < 90),
+      **window_features(days, spends, as_of),
+      'days_since_last': (as_of - last).days,
+      # per 365 days of age, the age floored at MIN_RATE_DAYS so that a new customer's rate is not inflated
+      'purchase_rate': len(days) * 365.0 / max((as_of - first).days, MIN_RATE_DAYS),
+      'spend_rate': total_spend * 365.0 / max((as_of - first).days, MIN_RATE_DAYS),
       MONTH_FEATURE: first.month,
       FREQUENCY_BUCKET: frequency_bucket(frequency),
   }
+
+
+def window_features(days: List[datetime.date], spends: List[float], as_of: datetime.date) -> Dict[str, float]:
+  """Purchase days and spend in the last w days before as_of (as_of included) for w in WINDOWS: the same
+  meaning at any customer age, unlike counts and spend since the first purchase."""
+  features: Dict[str, float] = {}
+  for window in WINDOWS:
+    recent = [spend for day, spend in zip(days, spends) if (as_of - day).days < window]
+    if window > 90:  # purchases_last_30 / _90 exist already
+      features[f'purchases_last_{window}'] = len(recent)
+    features[f'spend_last_{window}'] = float(sum(recent))
+  return features
 
 
 def frequency_bucket(frequency: int) -> str:

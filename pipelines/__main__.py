@@ -1,4 +1,4 @@
-"""CLI: python -m pipelines {list,run,compile} ...
+"""CLI: python -m pipelines {list,run,compile,backtest} ...
 
   python -m pipelines list
   python -m pipelines run USE_CASE [--data PATH|gs://...|bq://project.dataset.table] [--output DIR]
@@ -6,6 +6,7 @@
       [--set key=value ...]
   python -m pipelines compile USE_CASE --runner vertex --output SPEC.json [--image IMAGE] [--data ...] [...]
   python -m pipelines run batch_inference [--model PATH | --from USE_CASE] [--rows N] [--data FILES|bq://...]
+  python -m pipelines backtest clv --cut DATE [--horizon DAYS] [--data CSV] [--output DIR] [--set key=value ...]
 
 User errors (unknown use case, missing data, bad setting, invalid BigQuery identifier, missing cloud
 flags or credentials) print one line on stderr and exit 2. A failed run prints the failing reason on
@@ -61,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
                           'output directory (default: runs/)', 'runs')
   _add_pipeline_arguments(commands.add_parser('compile', help='compile a pipeline for Vertex AI Pipelines'),
                           ['vertex'], 'the pipeline spec file to write (.json or .yaml)', None)
+  backtest = commands.add_parser('backtest', help='clv: run as of a cut date, compare with the actual future')
+  backtest.add_argument('use_case', choices=['clv'])
+  backtest.add_argument('--cut', required=True, help='YYYY-MM-DD: train and score as of this date')
+  backtest.add_argument('--horizon', type=int, default=120, help='days of the label and the future (default 120)')
+  backtest.add_argument('--data', help='a local CSV (default: the bundled data)')
+  backtest.add_argument('--output', default='runs', help='output directory (default: runs/)')
+  backtest.add_argument('--set', dest='settings', action='append', default=[], metavar='KEY=VALUE')
   return parser
 
 
@@ -200,12 +208,22 @@ def _run(args: argparse.Namespace) -> int:
   return 0
 
 
+def _backtest(args: argparse.Namespace) -> int:
+  from pipelines.clv import backtest  # pylint: disable=g-import-not-at-top
+  data = args.data or registry.get(args.use_case).default_data
+  registry.check_csv_header(data, registry.get(args.use_case).required_columns)
+  try:
+    return backtest.run(data, args.cut, args.horizon, args.output, args.settings, main)
+  except backtest.BacktestError as e:  # a bad --cut or a cut the data cannot check
+    raise registry.UsageError(str(e).splitlines()[0]) from None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   """Entry point; returns the exit code."""
   args = _parser().parse_args(argv)
   logging.set_verbosity(logging.INFO)
   try:
-    return {'list': lambda _: _list(), 'run': _run, 'compile': _compile}[args.command](args)
+    return {'list': lambda _: _list(), 'run': _run, 'compile': _compile, 'backtest': _backtest}[args.command](args)
   except registry.UsageError as e:
     print(f'error: {e}', file=sys.stderr)
     return EXIT_USAGE

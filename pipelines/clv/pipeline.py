@@ -6,12 +6,15 @@ CsvExampleGen (or BigQueryExampleGen) -> ExamplesBuilder(modules.clv.build_examp
 examples, so the Evaluator scores DNN, BTYD and the training mean on the same customers in one TFMA run, and
 predictions.csv carries both models' predictions.
 """
+import json
 import os
 from typing import Any, Callable, Dict, List
 
 from tfx import v1 as tfx
 
 from modules import clv as clv_module
+from pipelines import beam_io
+from pipelines.clv import skew as skew_lib
 from pipelines.clv.btyd import PARAMS_FILE, TIME_UNITS, BtydFit, examples_summary, load_fitted, read_examples
 from pipelines.components.examples_builder import ExamplesBuilder
 from pipelines.components.predictions_export import PredictionsExport
@@ -50,6 +53,18 @@ def holdout_days(settings: Dict[str, Any]) -> int:
   return (clv_module.parse_date(settings['predict_end']) - clv_module.parse_date(settings['threshold_date'])).days
 
 
+SKEW_FILE = 'score_skew.json'
+SKEW_MARKDOWN = 'score_skew.md'
+
+
+def skew_check(train_examples, score_examples) -> Dict[str, Any]:
+  """The score split's model inputs against the training split's range (see pipelines.clv.skew)."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  frames = [pd.DataFrame([beam_io.example_to_row(e) for e in examples])
+            for examples in (train_examples, score_examples)]
+  return skew_lib.score_skew(*frames, clv_module.LOG_FEATURES + clv_module.LINEAR_FEATURES)
+
+
 def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any], predictions_csv: str,
                  output_dir: str) -> ReportExtras:
   """BTYD outputs for the report: its params.json (fitted parameters, standard errors, log-likelihood), a
@@ -68,8 +83,16 @@ def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any],
   examples = tfx.types.standard_artifacts.Examples()
   examples.uri = built.uri
   examples.split_names = built.properties['split_names'].string_value
-  fit_summary = examples_summary(read_examples(examples, 'train'), fitted.time_unit)
+  train_examples = read_examples(examples, 'train')
+  fit_summary = examples_summary(train_examples, fitted.time_unit)
   plots = {'btyd_params': os.path.join(model_uri, PARAMS_FILE)}
+  skew = skew_check(train_examples, read_examples(examples, 'score'))
+  plots['score_skew'] = os.path.join(output_dir, SKEW_FILE)
+  with open(plots['score_skew'], 'w') as f:
+    json.dump(skew, f, indent=2)
+  plots['score_skew_report'] = os.path.join(output_dir, SKEW_MARKDOWN)
+  with open(plots['score_skew_report'], 'w') as f:
+    f.write(skew_lib.markdown(skew))
   p_alive = pd.read_csv(predictions_csv)['btyd_p_alive']
   figure, axis = plt.subplots(figsize=(7, 4))
   axis.hist(p_alive, bins=20, range=(0, 1), color='tab:blue')
@@ -90,7 +113,7 @@ def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any],
   plots['expected_purchases_matrix'] = os.path.join(output_dir, 'btyd_frequency_recency.png')
   plt.gcf().savefig(plots['expected_purchases_matrix'], dpi=100)
   plt.close('all')
-  return ReportExtras(outputs=plots)
+  return ReportExtras(outputs=plots, data={'score_skew': skew})
 
 
 def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, serving_dir: str,
