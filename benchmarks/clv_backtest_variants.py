@@ -31,13 +31,17 @@ OLD_LOG = ['frequency', 'total_spend', 'mean_spend', 'mean_quantity', 'monetary_
 WINDOW_LOG = ['mean_spend', 'mean_quantity', 'monetary_value', 'purchases_last_30', 'purchases_last_90',
               'purchases_last_180', 'purchases_last_365', 'spend_last_30', 'spend_last_90', 'spend_last_180',
               'spend_last_365', 'purchase_rate', 'spend_rate', 'days_since_last']
-# name -> (log1p + z-score features, z-score features, loss)
+SHORT_LOG = ['mean_spend', 'mean_quantity', 'monetary_value', 'purchases_last_30', 'purchases_last_90',
+             'purchases_last_180', 'spend_last_30', 'spend_last_90', 'spend_last_180', 'days_since_last']
+# name -> (log1p + z-score features, z-score features, loss, clip inputs to the training range)
 VARIANTS = {
-    'old': (OLD_LOG, ['recency', 'T', 'mean_days_between_purchases'], 'mse'),
-    'windows': (WINDOW_LOG, [], 'mse'),
-    'windows_ziln': (WINDOW_LOG, [], 'ziln'),
-    'windows_btyd': (WINDOW_LOG + BTYD_INPUTS, [], 'mse'),
-    'btyd_only': (BTYD_INPUTS + ['days_since_last'], [], 'mse'),
+    'old': (OLD_LOG, ['recency', 'T', 'mean_days_between_purchases'], 'mse', False),
+    'windows': (WINDOW_LOG, [], 'mse', False),
+    'windows_ziln': (WINDOW_LOG, [], 'ziln', False),
+    'windows_btyd': (WINDOW_LOG + BTYD_INPUTS, [], 'mse', False),
+    'btyd_only': (BTYD_INPUTS + ['days_since_last'], [], 'mse', False),
+    'windows_clip': (WINDOW_LOG, [], 'mse', True),
+    'short_clip': (SHORT_LOG, [], 'mse', True),
 }
 
 
@@ -66,19 +70,23 @@ def _with_btyd(frames: Dict[str, pd.DataFrame], horizon: int) -> None:
       frame['btyd_' + column] = predicted[column]
 
 
-def _transform(frames: Dict[str, pd.DataFrame], log_features, linear_features) -> Dict[str, Dict[str, np.ndarray]]:
+def _transform(frames: Dict[str, pd.DataFrame], log_features, linear_features, clip: bool
+               ) -> Dict[str, Dict[str, np.ndarray]]:
   train = frames['train']
   stats = {}
   for name in log_features:
     values = np.log1p(train[name].to_numpy(float))
-    stats[name] = (True, values.mean(), values.std() or 1.0)
+    stats[name] = (True, values.mean(), values.std() or 1.0, values.min(), values.max())
   for name in linear_features:
     values = train[name].to_numpy(float)
-    stats[name] = (False, values.mean(), values.std() or 1.0)
+    stats[name] = (False, values.mean(), values.std() or 1.0, values.min(), values.max())
   out = {}
   for split, frame in frames.items():
-    out[split] = {name: (((np.log1p(frame[name].to_numpy(float)) if log else frame[name].to_numpy(float)) - mean)
-                         / std).astype(np.float32).reshape(-1, 1) for name, (log, mean, std) in stats.items()}
+    out[split] = {}
+    for name, (log, mean, std, low, high) in stats.items():
+      values = np.log1p(frame[name].to_numpy(float)) if log else frame[name].to_numpy(float)
+      values = np.clip(values, low, high) if clip else values
+      out[split][name] = ((values - mean) / std).astype(np.float32).reshape(-1, 1)
   return out
 
 
@@ -113,8 +121,8 @@ def backtest(purchases, cut: datetime.date, horizon: int, variant: str, epochs: 
   score['label'] = [clv.spend_between(purchases[c], cut, cut + datetime.timedelta(days=horizon)) for c in score.index]
   frames = {'train': training[split == 'train'].copy(), 'eval': training[split == 'eval'].copy(), 'score': score}
   _with_btyd(frames, horizon)
-  log_features, linear_features, loss = VARIANTS[variant]
-  dnn = _dnn(_transform(frames, log_features, linear_features), frames['train']['label'].to_numpy(float), loss,
+  log_features, linear_features, loss, clip = VARIANTS[variant]
+  dnn = _dnn(_transform(frames, log_features, linear_features, clip), frames['train']['label'].to_numpy(float), loss,
              epochs, seed)
   mean = frames['train']['label'].mean()
   eval_labels = frames['eval']['label'].to_numpy(float)

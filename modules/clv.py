@@ -116,13 +116,13 @@ def customer_features(purchases: Iterable[Purchase], as_of: datetime.date) -> Op
       'mean_days_between_purchases': recency / frequency if frequency else 0.0,
       'purchases_last_30': sum(1 for d in days if (as_of - d).days < 30),
       'purchases_last_90': sum(1 for d in days if (as_of - d).days < 90),
+      MONTH_FEATURE: first.month,
+      FREQUENCY_BUCKET: frequency_bucket(frequency),
       **window_features(days, spends, as_of),
       'days_since_last': (as_of - last).days,
       # per 365 days of age, the age floored at MIN_RATE_DAYS so that a new customer's rate is not inflated
       'purchase_rate': len(days) * 365.0 / max((as_of - first).days, MIN_RATE_DAYS),
       'spend_rate': total_spend * 365.0 / max((as_of - first).days, MIN_RATE_DAYS),
-      MONTH_FEATURE: first.month,
-      FREQUENCY_BUCKET: frequency_bucket(frequency),
   }
 
 
