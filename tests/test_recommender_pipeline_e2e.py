@@ -62,10 +62,13 @@ def test_recall_of_the_model_and_the_baselines_on_the_same_samples(run):
   assert samples == min(1000, summary['data']['vocabulary_tracks'] - 1)
   for model in ('two_tower', 'popularity', 'random'):
     assert 0 <= metrics[model]['recall_at_10'] <= metrics[model]['recall_at_100'] <= 1
+    assert 0 <= metrics[model]['catalog_recall_at_10'] <= metrics[model]['catalog_recall_at_100'] <= 1
+    assert 0 <= metrics[model]['catalog_ndcg_at_10'] <= 1
   # Random ranking: recall@k is about k / (samples + 1).
   assert metrics['random']['recall_at_10'] == pytest.approx(10 / (samples + 1), abs=0.05)
   assert 0 < metrics['two_tower']['auc'] < 1 and 0 < metrics['popularity']['auc'] < 1
   assert metrics['two_tower']['recall_at_100'] > metrics['random']['recall_at_100']
+  assert metrics['two_tower']['catalog_recall_at_100'] > metrics['random']['catalog_recall_at_100']
 
 
 def test_report_agrees_with_the_summary(run):
@@ -88,6 +91,11 @@ def test_recommendations_have_k_rows_per_vocabulary_user(run):
     users.setdefault(row['user_name'], []).append(row)
   assert len(users) == summary['data']['recommended_users'] > 0
   assert len(users) + summary['data']['users_outside_vocabulary'] == summary['data']['examples']['users']
+  with open(SAMPLE) as f:  # the training pairs, by the pipeline's own split
+    listened = {(r['user_name'], r['track_id']) for r in csv.DictReader(f)
+                if module.assign_split(r['user_name'], r['track_id'], 15, 15) == 'train'}
+  assert not listened & {(r['user_name'], r['track_id']) for r in rows}  # training tracks excluded
+  assert summary['settings']['exclude_training_tracks'] == 'on'
   for user_rows in users.values():
     assert [int(r['rank']) for r in user_rows] == list(range(1, TOP_K + 1))
     scores = [float(r['score']) for r in user_rows]

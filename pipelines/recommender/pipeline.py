@@ -39,25 +39,32 @@ SETTINGS: Dict[str, Any] = {
     'min_artist_pairs': 3,
     'min_tag_pairs': 3,
     'seed': 42,
+    'objective': 'softmax',           # softmax: in-batch sampled softmax with log-Q correction; cosine: |cosine| log loss
+    'temperature': 0.1,               # softmax: logits = cosine / temperature
+    'embedding_l2': 0.0,              # L2 penalty on every embedding
     'embedding_dim': 32,
     'tower_units': '',                # hidden layers of each tower, e.g. '64' (none: the towers are linear)
     'output_dim': 32,
     'learning_rate': 0.003,
     'batch_size': 256,
     'epochs': 5,
-    'sampled_negatives': 2,           # unlistened tracks per training pair as negatives (0: listened pairs only)
+    'sampled_negatives': 2,           # cosine: unlistened tracks per training pair as negatives (0: listened pairs only)
     'sampled_negative_weight': 1.0,
     'listened_negative_weight': 0.0,  # x the weight (1 / count) of listened label-0 pairs in training (0: left out)
     'top_k': 10,                      # tracks per user in the top-k signature and recommendations.csv
+    'exclude_training_tracks': 'on',  # top-k leaves out the user's training tracks
     'recall_samples': 1000,           # sampled tracks each positive test pair is ranked against
     'min_auc': 0.5,                   # blessing: test AUC above chance
     'max_auc_decrease': 0.01,         # ... and at most this below the latest blessed model's
     'bq_top_tracks': 50000,           # bq:// input: only listens of the N most listened tracks
 }
-SETTING_CHOICES: Dict[str, tuple] = {}
+SETTING_CHOICES: Dict[str, tuple] = {'objective': module.OBJECTIVES, 'exclude_training_tracks': ('on', 'off')}
 REPORTED_MODELS = {'two_tower': ('candidate', module.PREDICTION, ''),
                    'popularity': ('candidate', module.POPULARITY, '')}
-REPORTED_METRICS = (('recall_at_10', 'recall@10'), ('recall_at_100', 'recall@100'), ('example_count', 'test pairs'),
+REPORTED_METRICS = (('recall_at_10', 'recall@10 (1,000 sampled)'), ('recall_at_100', 'recall@100 (1,000 sampled)'),
+                    ('catalog_recall_at_10', 'recall@10 (full catalog)'),
+                    ('catalog_recall_at_100', 'recall@100 (full catalog)'),
+                    ('catalog_ndcg_at_10', 'NDCG@10 (full catalog)'), ('example_count', 'test pairs'),
                     ('auc', 'AUC'), ('auc_precision_recall', 'PR-AUC'), ('binary_crossentropy', 'log loss'),
                     ('calibration', 'calibration (mean prediction / label)'), ('mean_label', 'share positive'))
 RECOMMENDATIONS_FILE = 'recommendations.csv'
@@ -170,8 +177,9 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
 
   trainer = wiring.trainer(MODULE, transform, validation.schema,
                            {k: settings[k] for k in (
-                               'seed', 'max_tags', 'embedding_dim', 'tower_units', 'output_dim', 'learning_rate',
-                               'batch_size', 'epochs', 'top_k', 'sampled_negatives', 'sampled_negative_weight',
+                               'seed', 'max_tags', 'objective', 'temperature', 'embedding_l2', 'embedding_dim',
+                               'tower_units', 'output_dim', 'learning_rate', 'batch_size', 'epochs', 'top_k',
+                               'exclude_training_tracks', 'sampled_negatives', 'sampled_negative_weight',
                                'listened_negative_weight')},
                            version)
 
@@ -187,7 +195,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
   recall = RecallEvaluator(
       examples=vocabulary_filter.outputs['filtered'], transform_graph=transform.outputs['transform_graph'],
       model=trainer.outputs['model'], num_samples=settings['recall_samples'], seed=settings['seed'],
-      code_version=code_version('pipelines.recommender.recall_evaluator', MODULE))
+      objective=settings['objective'], code_version=code_version('pipelines.recommender.recall_evaluator', MODULE))
 
   bulk_inferrer = tfx.components.BulkInferrer(
       examples=builder.outputs['examples'], model=trainer.outputs['model'],
