@@ -562,7 +562,10 @@ class _Exporter(tf.Module):
 def run_fn(fn_args) -> None:
   """Trains the two towers on the in-vocabulary training pairs (fit_towers, objective `objective`) and saves a
   Keras-2 SavedModel with serving_default, top_k, top_k_examples, embed_users and embed_tracks."""
-  config = fn_args.custom_config
+  from pipelines import tuning  # pylint: disable=g-import-not-at-top
+  config = tuning.tuned_values(fn_args, fn_args.custom_config)
+  if getattr(fn_args, 'hyperparameters', None):
+    config['output_dim'] = config['embedding_dim']  # the tuned size is both the embedding's and the output's
   keras.utils.set_random_seed(int(config['seed']))
   tf.config.experimental.enable_op_determinism()
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -578,6 +581,58 @@ def run_fn(fn_args) -> None:
                        str(config['exclude_training_tracks']) == 'on')
   model.exporter = exporter
   model.save(fn_args.serving_model_dir, save_format='tf', signatures=exporter.signatures())
+
+
+def sampled_recall(user_vectors: np.ndarray, track_vectors: np.ndarray, pairs: Dict[str, np.ndarray], objective: str,
+                   num_samples: int, seed: int, k: int) -> float:
+  """recall@k of the positive pairs (label 1) of `pairs` against `num_samples` sampled tracks (the
+  RecallEvaluator's protocol); NaN when there is no positive."""
+  positive = pairs[LABEL] > 0
+  users, tracks = pairs[USER_INDEX][positive], pairs[TRACK_INDEX][positive]
+  samples = sample_negatives(tracks, len(track_vectors), num_samples, seed)
+  candidates = np.concatenate([tracks[:, None], samples], axis=1)
+  products = np.einsum('pd,pnd->pn', user_vectors[users], track_vectors[candidates])
+  scored = np.abs(products) if objective == 'cosine' else products
+  return recall_at_k(ranks(scored[:, 0], scored[:, 1:]), [k])[k]
+
+
+TUNED = ('embedding_dim', 'temperature', 'learning_rate', 'embedding_l2')
+
+
+def search_space() -> 'keras_tuner.HyperParameters':
+  """The Tuner's space: embedding size, softmax temperature, learning rate, embedding L2."""
+  import keras_tuner  # pylint: disable=g-import-not-at-top
+  hp = keras_tuner.HyperParameters()
+  hp.Choice('embedding_dim', [16, 32, 64])
+  hp.Choice('temperature', [0.2, 0.5, 1.0])
+  hp.Choice('learning_rate', [0.001, 0.003, 0.01])
+  hp.Choice('embedding_l2', [0.0, 1e-5, 1e-4])
+  return hp
+
+
+def tuner_fn(fn_args):
+  """TFX Tuner: a seeded random search (pipelines.tuning) of `tuning_trials` trials over search_space(), each
+  fitting the towers for `tuning_epochs` epochs and scored by eval recall@10 (sampled protocol, maximized)."""
+  from pipelines import tuning  # pylint: disable=g-import-not-at-top
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  config = fn_args.custom_config
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+  sizes = Sizes(tf_transform_output)
+  train, _ = transformed_pairs(fn_args.train_files, fn_args.data_accessor, tf_transform_output, sizes)
+  valid, _ = transformed_pairs(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, sizes)
+
+  def build_and_score(hp) -> float:
+    trial = {**config, **{name: hp.get(name) for name in TUNED}, 'epochs': int(config['tuning_epochs'])}
+    trial['output_dim'] = trial['embedding_dim']
+    user_tower, item_tower, _ = fit_towers(train, valid, sizes, trial, verbose=0)
+    users, tracks = tower_vectors(user_tower, item_tower, train, sizes)
+    value = sampled_recall(users, tracks, valid, str(config['objective']), int(config['recall_samples']),
+                           int(config['seed']), 10)
+    return value if math.isfinite(value) else 0.0
+
+  tuner = tuning.make_tuner(build_and_score, search_space(), 'eval_recall_at_10', 'max',
+                            int(config['tuning_trials']), int(config['seed']), fn_args.working_dir)
+  return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from modules import recommender as module
 from pipelines import bigquery
 from pipelines.recommender.recall_evaluator import catalog_evaluation, evaluate, nearest_tracks
 from pipelines.recommender.vocabulary_filter import in_vocabulary
+from pipelines.recommender import champion_gate, recommendations
 from pipelines.recommender.pipeline import bigquery_query
 
 PARAMS = {'eval_percent': 15, 'test_percent': 15, 'max_tags': 2, 'user_tag_features': 3}
@@ -287,3 +288,24 @@ def test_catalog_evaluation_excludes_training_tracks_and_ranks_a_perfect_model_f
   # Popularity: track 0 (most popular) excluded, so track 3 is 3rd and track 5 is 5th.
   assert out['popularity']['catalog_recall_at_1'] == 0.0 and out['popularity']['catalog_recall_at_10'] == 1.0
   assert out['popularity']['catalog_ndcg_at_10'] == pytest.approx((1 / np.log2(4) + 1 / np.log2(6)) / 2)
+
+
+def test_champion_is_the_model_only_when_its_recall_beats_popularity():
+  models = {'two_tower': {'recall_at_10': 0.07}, 'popularity': {'recall_at_10': 0.08}, 'random': {'recall_at_10': 0.5}}
+  lost = champion_gate.choose(models, 'recall_at_10')
+  assert lost.winner == 'popularity' and not lost.model_won  # random is not a candidate
+  assert lost.values == {'two_tower': 0.07, 'popularity': 0.08}
+  models['two_tower']['recall_at_10'] = 0.09
+  assert champion_gate.choose(models, 'recall_at_10').model_won
+  models['two_tower']['recall_at_10'] = 0.08  # a tie is no win
+  assert not champion_gate.choose(models, 'recall_at_10').model_won
+
+
+def test_popularity_top_k_leaves_out_training_tracks_and_unknown_users():
+  train = [('u1', 'a', 5.0), ('u2', 'a', 4.0), ('u2', 'b', 3.0), ('u1', 'c', 1.0), ('u3', 'd', 2.0)]
+  # Training listens: a 9, b 3, d 2, c 1.
+  out = recommendations.popularity_top_k(['u1', 'u2', 'zz'], {'u1', 'u2', 'u3'}, train, 2, True)
+  assert out[0] == ('u1', False, [('b', 3.0), ('d', 2.0)])
+  assert out[1] == ('u2', False, [('d', 2.0), ('c', 1.0)])
+  assert out[2][:2] == ('zz', True)
+  assert recommendations.popularity_top_k(['u1'], {'u1'}, train, 2, False)[0][2] == [('a', 9.0), ('b', 3.0)]
