@@ -459,7 +459,7 @@ def fit_towers(train: Dict[str, np.ndarray], valid: Dict[str, np.ndarray], sizes
         data = data.shuffle(len(columns[LABEL]), seed=seed, reshuffle_each_iteration=True)
       return data.batch(batch_size)
     model.fit(dataset(fitted_pairs(train, sizes, config), True), epochs=epochs,
-              validation_data=dataset(valid, False), verbose=verbose)
+              validation_data=dataset(valid, False) if len(valid[LABEL]) else None, verbose=verbose)
   else:
     raise ValueError(f'objective must be softmax or cosine, not {objective!r}')
   return user_tower, item_tower, model

@@ -1,7 +1,10 @@
 """End to end: the recommender pipeline with LocalDagRunner on the bundled sample (with its bad rows)."""
+import contextlib
 import csv
+import glob
 import json
 import os
+import sqlite3
 
 import numpy as np
 import pytest
@@ -12,8 +15,8 @@ from modules import recommender as module
 from pipelines import beam_io
 
 COMPONENTS = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'AnomaliesGate',
-              'Transform', 'VocabularyFilter', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator', 'Pusher',
-              'RecallEvaluator', 'BulkInferrer', 'PredictionsExport'}
+              'Transform', 'VocabularyFilter', 'Tuner', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator',
+              'RecallEvaluator', 'ChampionGate', 'Pusher', 'BulkInferrer', 'PredictionsExport'}
 TOP_K = 10
 
 
@@ -21,6 +24,28 @@ TOP_K = 10
 def run_fixture(recommender_run):
   """The shared run (tests/conftest.py)."""
   return recommender_run
+
+
+@pytest.fixture(name='handicapped', scope='module')
+def handicapped_fixture(recommender_run, tmp_path_factory):
+  """(output dir, summary) of a second run on a copy of the shared run's ML Metadata (data components cached) with
+  a model trained for one epoch at a learning rate of 1e-6 and no tuning: it must lose to popularity."""
+  from pipelines.__main__ import main  # pylint: disable=g-import-not-at-top
+  out, _ = recommender_run
+  root = tmp_path_factory.mktemp('recommender_handicapped') / 'runs'
+  (root / 'recommender').mkdir(parents=True)
+  with contextlib.closing(sqlite3.connect(out / 'metadata.sqlite')) as original, \
+       contextlib.closing(sqlite3.connect(root / 'recommender' / 'metadata.sqlite')) as copy:
+    original.backup(copy)
+  assert main(['run', 'recommender', '--data', SAMPLE, '--output', str(root), '--set', 'epochs=1',
+               '--set', 'learning_rate=0.000001', '--set', 'tuning=off']) == 0
+  return root / 'recommender', json.loads((root / 'recommender' / 'summary.json').read_text())
+
+
+def _champion(out):
+  paths = glob.glob(str(out / 'root' / 'ChampionGate' / 'blessing' / '*' / 'champion.json'))
+  with open(max(paths, key=os.path.getmtime)) as f:
+    return json.load(f)
 
 
 def _recommendations(out):
@@ -34,6 +59,40 @@ def test_every_component_ran_and_the_model_was_pushed(run):
   assert summary['status'] == 'succeeded', summary['error']
   assert set(summary['components']) == COMPONENTS
   assert summary['blessed'] is True and os.path.isfile(os.path.join(summary['pushed_model'], 'saved_model.pb'))
+
+
+def test_the_model_beat_popularity_and_its_recommendations_are_the_output(run):
+  out, summary = run
+  champion = _champion(out)
+  assert champion['metric'] == 'recall_at_10' and champion['winner'] == 'two_tower'
+  assert champion['values']['two_tower'] == pytest.approx(summary['metrics']['two_tower']['recall_at_10'])
+  assert champion['values']['popularity'] == pytest.approx(summary['metrics']['popularity']['recall_at_10'])
+  _, rows = _recommendations(out)
+  assert {r['predicted_by'] for r in rows} == {'two_tower'}
+  assert summary['components']['Tuner']['state'] in ('complete', 'cached')
+
+
+def test_a_handicapped_model_loses_is_not_pushed_and_popularity_is_the_output(handicapped):
+  out, summary = handicapped
+  assert summary['status'] == 'succeeded', summary['error']
+  assert summary['components']['Transform']['cached'] and not summary['components']['Trainer']['cached']
+  champion = _champion(out)
+  assert champion['winner'] == 'popularity' and not champion['model_won']
+  assert champion['values']['two_tower'] < champion['values']['popularity']
+  assert summary['pushed_model'] is None
+  header, rows = _recommendations(out)
+  assert header[-1] == 'predicted_by' and rows and {r['predicted_by'] for r in rows} == {'popularity'}
+  users = {}
+  for row in rows:
+    users.setdefault(row['user_name'], []).append(row)
+  assert len(users) == summary['data']['recommended_users'] > 0
+  with open(SAMPLE) as f:
+    listened = {(r['user_name'], r['track_id']) for r in csv.DictReader(f)
+                if module.assign_split(r['user_name'], r['track_id'], 15, 15) == 'train'}
+  assert not listened & {(r['user_name'], r['track_id']) for r in rows}
+  for user_rows in users.values():  # the most listened tracks, most first
+    scores = [float(r['score']) for r in user_rows]
+    assert len(user_rows) == TOP_K and scores == sorted(scores, reverse=True)
 
 
 def test_bad_rows_counted_by_reason_and_kept(run):
@@ -85,7 +144,7 @@ def test_report_agrees_with_the_summary(run):
 def test_recommendations_have_k_rows_per_vocabulary_user(run):
   out, summary = run
   header, rows = _recommendations(out)
-  assert header == ['user_name', 'rank', 'track_id', 'score']
+  assert header == ['user_name', 'rank', 'track_id', 'score', 'predicted_by']
   users = {}
   for row in rows:
     users.setdefault(row['user_name'], []).append(row)
