@@ -603,10 +603,10 @@ def search_space() -> 'keras_tuner.HyperParameters':
   """The Tuner's space: embedding size, softmax temperature, learning rate, embedding L2."""
   import keras_tuner  # pylint: disable=g-import-not-at-top
   hp = keras_tuner.HyperParameters()
-  hp.Choice('embedding_dim', [16, 32, 64])
-  hp.Choice('temperature', [0.2, 0.5, 1.0])
-  hp.Choice('learning_rate', [0.001, 0.003, 0.01])
-  hp.Choice('embedding_l2', [0.0, 1e-5, 1e-4])
+  hp.Choice('embedding_dim', [32, 64])
+  hp.Choice('temperature', [0.3, 0.5, 0.7])
+  hp.Choice('learning_rate', [0.003, 0.01])
+  hp.Choice('embedding_l2', [0.0, 1e-5])
   return hp
 
 
