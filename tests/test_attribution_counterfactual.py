@@ -18,15 +18,15 @@ def kept_campaigns(journey: Journey, keep: np.ndarray) -> set:
   return {c for p, c in enumerate(journey.campaigns[:LENGTH]) if keep[p] > 0}
 
 
-def additive(payloads, keep):
+def additive(payloads, rows, keep):
   """p = 0.1 + 0.2 [a kept] + 0.1 [b kept]: each campaign adds a fixed amount."""
   effects = {'a': 0.2, 'b': 0.1}
-  return np.array([0.1 + sum(effects.get(c, 0.0) for c in kept_campaigns(j, k)) for j, k in zip(payloads, keep)])
+  return np.array([0.1 + sum(effects.get(c, 0.0) for c in kept_campaigns(payloads[r], k)) for r, k in zip(rows, keep)])
 
 
-def together(payloads, keep):
+def together(payloads, rows, keep):
   """p = 0.1 + 0.4 [a and b both kept]: neither campaign does anything alone."""
-  return np.array([0.1 + 0.4 * ({'a', 'b'} <= kept_campaigns(j, k)) for j, k in zip(payloads, keep)])
+  return np.array([0.1 + 0.4 * ({'a', 'b'} <= kept_campaigns(payloads[r], k)) for r, k in zip(rows, keep)])
 
 
 def items(journeys):
@@ -70,17 +70,17 @@ def test_sampled_shapley_is_efficient_and_seeded():
   campaigns = [f'k{i}' for i in range(9)]
   journey = Journey(campaigns + ['k0'], list(range(10, 0, -1)), True)
 
-  def nonlinear(payloads, keep):
+  def nonlinear(payloads, rows, keep):
     """Saturating in the number of campaigns kept, halved without k3."""
     values = []
-    for j, k in zip(payloads, keep):
-      kept = kept_campaigns(j, k)
+    for r, k in zip(rows, keep):
+      kept = kept_campaigns(payloads[r], k)
       values.append(0.05 + 0.9 * (1 - np.exp(-0.3 * len(kept))) * (1.0 if 'k3' in kept else 0.5))
     return np.array(values)
   first = counterfactual.credit_batch([('x', journey, journey)], nonlinear, LENGTH, max_exact=6, permutations=16)
   again = counterfactual.credit_batch([('x', journey, journey)], nonlinear, LENGTH, max_exact=6, permutations=16)
-  full = nonlinear([journey], [np.ones(LENGTH)])[0]
-  empty = nonlinear([journey], [np.zeros(LENGTH)])[0]
+  full = nonlinear([journey], [0], [np.ones(LENGTH)])[0]
+  empty = nonlinear([journey], [0], [np.zeros(LENGTH)])[0]
   assert sum(v[1] for c, v in first.items() if c != counterfactual.TOTAL) == pytest.approx(full - empty)
   assert {c: list(v) for c, v in first.items()} == {c: list(v) for c, v in again.items()}
   masks, orders = coalitions(campaigns, 6, 16, 'x')
@@ -89,7 +89,8 @@ def test_sampled_shapley_is_efficient_and_seeded():
 
 def test_journey_keeps_only_the_chosen_campaigns_touches():
   journey = Journey(['a', 'b', 'a', 'c'], [3, 2, 1, 0], True)
-  assert list(counterfactual.keep_vector(journey, ['a', 'b', 'c'], 0b101, 6)) == [1, 0, 1, 1, 0, 0]
+  keep = counterfactual.keep_matrix(journey, ['a', 'b', 'c'], [0b101, 0b010, 0], 6)
+  assert keep.tolist() == [[1, 0, 1, 1, 0, 0], [0, 1, 0, 0, 0, 0], [0] * 6]
 
 
 def test_beam_pass_matches_the_direct_computation():

@@ -18,10 +18,11 @@ import apache_beam as beam
 import numpy as np
 
 from pipelines.attribution.baselines import Journey
-from pipelines.attribution.shapley import coalitions, shapley
+from pipelines.attribution.shapley import coalitions, exact_matrix, shapley
 
-# predict(payloads [B] (object), keep [B, L] float32: 1 = the touch at that position stays) -> probabilities [B]
-Predict = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# predict(payloads [J] (object: one per journey), rows [N] int64 (the journey of each row), keep [N, L] float32
+# (1 = the touch at that position stays)) -> probabilities [N]
+Predict = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 TOTAL = ''  # key of the journey totals beside the campaigns' sums (a campaign name is never empty)
 FIELDS = ('removal', 'shapley', 'expected', 'base')
 
@@ -31,12 +32,14 @@ def distinct_campaigns(journey: Journey) -> List[str]:
   return list(dict.fromkeys(journey.campaigns))
 
 
-def keep_vector(journey: Journey, campaigns: Sequence[str], mask: int, length: int) -> np.ndarray:
-  """[length] 1.0 at the real positions whose campaign is in `mask` (bit i: campaigns[i]), else 0.0."""
-  kept = {c for i, c in enumerate(campaigns) if mask >> i & 1}
-  vector = np.zeros(length, np.float32)
-  vector[[p for p, c in enumerate(journey.campaigns[:length]) if c in kept]] = 1.0
-  return vector
+def keep_matrix(journey: Journey, campaigns: Sequence[str], masks: Sequence[int], length: int) -> np.ndarray:
+  """[len(masks), length] float32: 1.0 at the real positions whose campaign is in the mask (bit i: campaigns[i])."""
+  player = {c: i for i, c in enumerate(campaigns)}
+  position_player = np.full(length, -1, np.int64)
+  for p, c in enumerate(journey.campaigns[:length]):
+    position_player[p] = player[c]
+  bits = np.asarray(masks, np.int64)[:, None] >> np.maximum(position_player, 0)[None, :]
+  return ((bits & 1) * (position_player >= 0)[None, :]).astype(np.float32)
 
 
 def credit_batch(journeys: Sequence[Tuple[str, Journey, Any]], predict: Predict, length: int, max_exact: int,
@@ -44,24 +47,25 @@ def credit_batch(journeys: Sequence[Tuple[str, Journey, Any]], predict: Predict,
   """{campaign: [removal, shapley, 0, 0], TOTAL: [0, 0, expected, base]} summed over the batch (unscaled), with
   one `predict` call over every coalition of every journey. Items are (key, journey, payload): the payload is
   what `predict` reads the journey from (a serialized example); keys seed each journey's sampled orders."""
-  plans, payloads, keeps = [], [], []
-  for key, journey, payload in journeys:
+  plans, rows, keeps = [], [], []
+  payloads = np.empty(len(journeys), dtype=object)  # np.array would split tuple payloads into columns
+  for j, (key, journey, payload) in enumerate(journeys):
     campaigns = distinct_campaigns(journey)
     masks, orders = coalitions(campaigns, max_exact, permutations, key)
-    plans.append((campaigns, masks, orders, len(keeps)))
-    payloads += [payload] * len(masks)
-    keeps += [keep_vector(journey, campaigns, m, length) for m in masks]
+    plans.append((campaigns, masks, orders, len(rows)))
+    payloads[j] = payload
+    rows += [j] * len(masks)
+    keeps.append(keep_matrix(journey, campaigns, masks, length))
   sums: Dict[str, np.ndarray] = {TOTAL: np.zeros(len(FIELDS))}
   if not keeps:
     return sums
-  column = np.empty(len(payloads), dtype=object)  # np.array would split tuple payloads into columns
-  column[:] = payloads
-  probabilities = np.asarray(predict(column, np.stack(keeps)), float).reshape(-1)
+  probabilities = np.asarray(predict(payloads, np.array(rows, np.int64), np.concatenate(keeps)), float).reshape(-1)
   for campaigns, masks, orders, start in plans:
-    value = dict(zip(masks, probabilities[start:start + len(masks)]))
+    values = probabilities[start:start + len(masks)]
+    value = dict(zip(masks, values))
     n = len(campaigns)
     full = (1 << n) - 1
-    phi = shapley(n, value, orders)
+    phi = exact_matrix(n) @ values if not orders else shapley(n, value, orders)  # exact: masks are 0..full
     for i, campaign in enumerate(campaigns):
       entry = sums.setdefault(campaign, np.zeros(len(FIELDS)))
       entry[0] += value[full] - value[full & ~(1 << i)]
@@ -114,20 +118,18 @@ def CounterfactualCredit(journeys: beam.PCollection, load_predict: Callable[[], 
 
 
 class SavedModelPredict:
-  """Picklable loader of the trained model's `counterfactual` signature as a Predict over serialized journeys,
-  called in chunks of `chunk` rows (bounded memory per call)."""
+  """Picklable loader of the trained model's `counterfactual` signature as a Predict over serialized journeys
+  (one call per batch: each journey is parsed and transformed once, its coalitions are rows of it)."""
 
-  def __init__(self, model_dir: str, chunk: int = 8192):
-    self.model_dir, self.chunk = model_dir, chunk
+  def __init__(self, model_dir: str):
+    self.model_dir = model_dir
 
   def __call__(self) -> Predict:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from modules import attribution as module  # pylint: disable=g-import-not-at-top
     signature = tf.saved_model.load(self.model_dir).signatures[module.COUNTERFACTUAL_SIGNATURE]
 
-    def predict(payloads: np.ndarray, keep: np.ndarray) -> np.ndarray:
-      return np.concatenate([
-          signature(examples=tf.constant(list(payloads[i:i + self.chunk])),
-                    keep=tf.constant(keep[i:i + self.chunk]))[module.PREDICTION].numpy()
-          for i in range(0, len(payloads), self.chunk)])
+    def predict(payloads: np.ndarray, rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
+      return signature(examples=tf.constant(list(payloads)), rows=tf.constant(rows),
+                       keep=tf.constant(keep))[module.PREDICTION].numpy()
     return predict

@@ -1,6 +1,7 @@
 """Shapley values of the few players of one journey (or campaign set): exact over every subset when there are
 few, else the mean marginal contribution over permutations drawn with a seed. Coalitions are bitmasks
 (bit i set: player i in)."""
+import functools
 import hashlib
 import math
 from typing import Dict, List, Sequence, Tuple
@@ -28,19 +29,27 @@ def coalitions(campaigns: Sequence[str], max_exact: int, permutations: int, seed
   return sorted(needed), orders
 
 
+@functools.lru_cache(maxsize=None)
+def exact_matrix(n: int) -> np.ndarray:
+  """[n, 2^n]: exact Shapley values are this matrix times the coalition values in bitmask order."""
+  matrix = np.zeros((n, 1 << n))
+  for i in range(n):
+    bit = 1 << i
+    for mask in range(1 << n):
+      if not mask & bit:
+        size = bin(mask).count('1')
+        weight = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
+        matrix[i, mask | bit] += weight
+        matrix[i, mask] -= weight
+  return matrix
+
+
 def shapley(n: int, value: Dict[int, float], orders: List[List[int]]) -> np.ndarray:
   """Shapley values of n players from coalition values (bitmask -> value): exact without orders, else the mean
   marginal contribution over the given orders."""
-  phi = np.zeros(n)
   if not orders:
-    for i in range(n):
-      bit = 1 << i
-      for mask in range(1 << n):
-        if not mask & bit:
-          size = bin(mask).count('1')
-          weight = math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n)
-          phi[i] += weight * (value[mask | bit] - value[mask])
-    return phi
+    return exact_matrix(n) @ np.array([value[mask] for mask in range(1 << n)])
+  phi = np.zeros(n)
   for order in orders:
     mask = 0
     for i in order:
