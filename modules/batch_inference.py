@@ -2,24 +2,27 @@
 
 `build_examples` checks every input row against what the model's serving signature parses (read from the
 SavedModel: the keys, dtypes and defaults of its `ParseExampleV2` op), converts values to those dtypes (CSV and
-BigQuery give strings), and sets aside, with their reason, rows that cannot be scored: a malformed line, a
-missing key, a missing or unparsable value, a duplicate key (when keys must be unique). The key column is
+BigQuery give strings), and sets aside, with their reason, rows that cannot be scored: a missing key, a missing
+or unparsable value (NaN, infinity and numbers beyond float32 included), a duplicate key (when keys must be
+unique); lines the reader could not read never reach it (the ExamplesBuilder sets them aside). The key column is
 carried untouched. The one split it writes, `score`, is what BulkInferrer scores.
 """
 import dataclasses
-import math
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
 
 from pipelines.components.examples_builder import BuiltExamples
+from pipelines.parsing import parse_finite_float
 
 SCORE_SPLIT = 'score'
-# Set by the file reader (pipelines/batch_inference.py) on a line it could not split into fields.
-MALFORMED_LINE = '__malformed_line__'
-MALFORMED_REASON = '__malformed_reason__'
-REASONS = ('malformed_line', 'missing_key', 'missing_value', 'unparsable_value', 'duplicate_key')
+# The reason the JSONL reader (pipelines/batch_inference/pipeline.py) gives a line that is no flat JSON object;
+# the ExamplesBuilder sets such lines aside (with the CSV reader's bad_encoding and wrong_field_count) before
+# build_examples.
+MALFORMED_JSON = 'malformed_line'
+REASONS = ('missing_key', 'missing_value', 'unparsable_value', 'duplicate_key')
+INT64_LIMIT = 2.0 ** 63  # an int64 feature holds less
 _KINDS = {tf.float32: 'float', tf.float64: 'float', tf.int64: 'int', tf.int32: 'int', tf.string: 'bytes'}
 
 
@@ -77,21 +80,19 @@ def model_input_spec(model_dir: str, signature: str = 'serving_default') -> Dict
 
 def convert(value: Any, kind: str) -> Any:
   """`value` (a string from CSV or BigQuery, a JSON number, or a list) as the parser's kind: int, float or
-  str; ValueError when it is not one (e.g. 'abc' or 2.5 for an int, NaN)."""
+  str; ValueError when it is not one (e.g. 'abc' or 2.5 for an int; NaN, infinity or beyond float32 for a
+  float; beyond int64 for an int)."""
   if isinstance(value, list):
     return [convert(v, kind) for v in value]
   if kind == 'bytes':
     return value if isinstance(value, (str, bytes)) else str(value)
   if isinstance(value, bool):
     raise ValueError(f'{value!r} is a boolean')
+  number = parse_finite_float(value)
   if kind == 'float':
-    number = float(value)
-    if math.isnan(number) or math.isinf(number):
-      raise ValueError(f'{value!r} is not a finite number')
     return number
-  number = float(value)
-  if not number.is_integer():
-    raise ValueError(f'{value!r} is not an integer')
+  if not number.is_integer() or abs(number) >= INT64_LIMIT:
+    raise ValueError(f'{value!r} is not an int64')
   return int(number)
 
 
@@ -102,8 +103,6 @@ def _is_missing(value: Any) -> bool:
 def check_row(row: Dict[str, Any], key_column: str, spec: Dict[str, FeatureInput]
               ) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
   """(the example row: key untouched + the parsed features converted, None) or (None, reason)."""
-  if MALFORMED_LINE in row:
-    return None, 'malformed_line'
   if _is_missing(row.get(key_column)):
     return None, 'missing_key'
   example = {key_column: row[key_column]}  # untouched, unless the model parses it too (then converted below)
@@ -149,8 +148,7 @@ class _CheckRows(beam.DoFn):
   def process(self, row: Dict[str, Any]):
     example, reason = check_row(row, self._key_column, self._spec)
     if reason:
-      record = {MALFORMED_LINE: row[MALFORMED_LINE]} if reason == 'malformed_line' else row
-      yield beam.pvalue.TaggedOutput('rejected', {'reason': reason, 'record': record})
+      yield beam.pvalue.TaggedOutput('rejected', {'reason': reason, 'record': row})
     else:
       yield example
 

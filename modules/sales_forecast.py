@@ -25,6 +25,7 @@ from google.protobuf import wrappers_pb2
 from tfx_bsl.public import tfxio
 
 from pipelines.components.examples_builder import BuiltExamples
+from pipelines.parsing import parse_finite_float
 
 COLUMNS = ['date', 'store_number', 'item_number', 'item_description', 'category_name', 'vendor_name', 'pack',
            'bottle_volume_ml', 'state_bottle_cost', 'state_bottle_retail', 'bottles_sold']
@@ -79,8 +80,8 @@ def parse_date(value: Any) -> datetime.date:
 
 def parse_number(value: Any) -> float:
   """A finite number from an int, float or string ('$12.50' and '1,234' accepted); ValueError otherwise."""
-  number = float(str(value).strip().replace('$', '').replace(',', '')) if isinstance(value, (str, bytes)) \
-      else float(value)
+  number = parse_finite_float(str(value).strip().replace('$', '').replace(',', '')
+                              if isinstance(value, (str, bytes)) else value)
   if not np.isfinite(number):
     raise ValueError(f'not a finite number: {value!r}')
   return number

@@ -69,7 +69,9 @@ def test_the_parse_spec_is_read_from_the_saved_model(tiny_model):
     ({'key': 'a', 'x': 'abc'}, 'unparsable_value'),
     ({'key': 'a', 'x': 'nan'}, 'unparsable_value'),
     ({'key': 'a', 'x': '1', 'n': '2.5'}, 'unparsable_value'),
-    ({bi.MALFORMED_LINE: 'a,b,c,d'}, 'malformed_line'),
+    ({'key': 'a', 'x': 'inf'}, 'unparsable_value'),
+    ({'key': 'a', 'x': '-1e39'}, 'unparsable_value'),  # beyond float32: infinity in a float_list
+    ({'key': 'a', 'x': '1', 'n': '1e19'}, 'unparsable_value'),  # beyond int64
 ])
 def test_rows_that_cannot_be_scored_get_their_reason(row, reason, tiny_model):
   assert bi.check_row(row, 'key', bi.model_input_spec(tiny_model)) == (None, reason)
@@ -84,12 +86,12 @@ def test_values_are_converted_and_the_key_is_untouched():
 
 
 def test_readers_never_fail_on_a_bad_line():
-  header = ['id', 'x']
-  assert csv_lines.csv_line_to_row('007,1.5', header, bi.MALFORMED_LINE) == {'id': '007', 'x': '1.5'}
-  assert csv_lines.csv_line_to_row('007,1.5,9', header, bi.MALFORMED_LINE) == {bi.MALFORMED_LINE: '007,1.5,9'}
-  assert pipeline_bi.json_line_to_row('{"id": 7, "x": null}') == {'id': 7}
-  assert pipeline_bi.json_line_to_row('{"id": 7') == {bi.MALFORMED_LINE: '{"id": 7'}
-  assert pipeline_bi.json_line_to_row('[1, 2]') == {bi.MALFORMED_LINE: '[1, 2]'}
+  assert pipeline_bi.json_line_to_row(b'\xef\xbb\xbf{"id": 7, "x": null}') == {'id': 7}
+  assert pipeline_bi.json_line_to_row(b'{"id": 7') == csv_lines.rejected_row('malformed_line', '{"id": 7')
+  assert pipeline_bi.json_line_to_row(b'[1, 2]') == csv_lines.rejected_row('malformed_line', '[1, 2]')
+  assert pipeline_bi.json_line_to_row(b'{"id": "caf\xe9"}') == csv_lines.rejected_row(
+      'bad_encoding', '{"id": "caf\ufffd"}')
+  assert pipeline_bi.json_line_to_row(b'{"id": "caf\xe9"}', 'latin-1') == {'id': 'café'}
   assert [pipeline_bi.input_format(p) for p in ('a/*.csv', 'b.csv.gz', 'c.jsonl', 'd-*.tfrecord.gz')] == [
       'csv', 'csv', 'jsonl', 'tfrecord']
   with pytest.raises(ValueError, match='cannot tell the format'):
@@ -198,13 +200,14 @@ def test_cli_refuses_with_one_line(args, message, tmp_path, capsys):
   assert stderr.splitlines() == [stderr] and stderr.startswith(message), stderr
 
 
-def test_gzipped_input_headers_are_read_and_gzipped_raw_input_is_refused(tiny_model, tmp_path, capsys):
+def test_gzipped_input_headers_are_read_and_gzipped_raw_input_is_accepted(tiny_model, tmp_path, capsys):
   paths = _write_inputs(str(tmp_path / 'in'))
   assert pipeline_bi._local_header(paths['csv.gz']) == ['key', 'x', 'n']  # pylint: disable=protected-access
   assert pipeline_bi._local_header(paths['jsonl.gz']) == ['key', 'x', 'n']  # pylint: disable=protected-access
   assert main(['run', 'batch_inference', '--output', str(tmp_path / 'out'), '--data', paths['csv.gz'],
                '--model', tiny_model, '--set', 'key_column=key', '--set', 'input_kind=raw']) == 2
-  assert capsys.readouterr().err.strip().startswith('error: raw input must be uncompressed: ')
+  # not refused for its gzip (every use case reads .gz): for what raw input always needs
+  assert capsys.readouterr().err.strip().startswith("error: raw input needs the source use case's build_fn")
 
 
 def test_model_flags_belong_to_batch_inference_only(tmp_path, capsys):

@@ -6,9 +6,12 @@ The module function has the signature
 
 where `rows` are the raw rows of every input split as dicts (see `beam_io.example_to_row`),
 `BuiltExamples.splits` maps split names to PCollections of dict rows, and `BuiltExamples.rejected`
-holds `{'reason': str, 'record': dict}` for every input row or entity set aside. The component writes
-each split as GZIP tf.Example TFRecords (like ExampleGen), and an `ExamplesBuildReport` artifact with
-`counts.json` (rows read, examples per split, skipped by reason) and `rejected-*.csv` (reason, record).
+holds `{'reason': str, 'record': dict}` for every input row or entity set aside. Rows the CSV reader could
+not read (pipelines.csv_lines: a line not valid in the file's encoding, a wrong field count) never reach
+`build_examples`: they are set aside here with the reader's reason, their record the original line. The
+component writes each split as GZIP tf.Example TFRecords (like ExampleGen), and an `ExamplesBuildReport`
+artifact with `counts.json` (rows read, examples per split, skipped by reason) and `rejected-*.csv` (reason,
+record as strict JSON: no NaN or infinity).
 A full ComponentSpec + BaseBeamExecutor, so `beam_pipeline_args` (DirectRunner mode, Dataflow) reach it.
 """
 import csv
@@ -26,7 +29,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils
 
 from pipelines import runners
-from pipelines import beam_io
+from pipelines import beam_io, csv_lines, parsing
 
 REJECTED_PREFIX = 'rejected'
 REJECTED_HEADER = 'reason,record'
@@ -59,10 +62,20 @@ class ExamplesBuilderSpec(types.ComponentSpec):
 
 
 def _rejected_to_csv_line(rejected: Dict[str, Any]) -> str:
+  """One CSV line (no line end) of reason and the record as strict JSON; a line break inside is quoted."""
   buffer = io.StringIO()
-  csv.writer(buffer, lineterminator='').writerow(
-      [rejected['reason'], json.dumps(rejected['record'], sort_keys=True, default=str)])
+  csv.writer(buffer, lineterminator='').writerow([rejected['reason'], parsing.record_json(rejected['record'])])
   return buffer.getvalue()
+
+
+def _split_unreadable(row: Dict[str, Any]):
+  """A row the CSV reader could not read -> tagged 'unreadable' as a rejected record (its original line);
+  every other row as it is."""
+  reason = row.get(csv_lines.REJECTED_REASON)
+  if reason is None:
+    yield row
+  else:
+    yield beam.pvalue.TaggedOutput('unreadable', {'reason': reason, 'record': row.get(csv_lines.REJECTED_LINE, '')})
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -83,7 +96,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
           io_utils.all_files_pattern(artifact_utils.get_split_uri([raw_examples], split)))
                for split in input_splits]
               | 'FlattenInput' >> beam.Flatten())
-      built = build_fn(rows, params)
+      readable = rows | 'SplitUnreadable' >> beam.FlatMap(_split_unreadable).with_outputs('unreadable', main='rows')
+      built = build_fn(readable.rows, params)
       if not isinstance(built, BuiltExamples) or not built.splits:
         raise ValueError(f'{exec_properties["build_fn"]} must return BuiltExamples with at least one split')
       examples.split_names = artifact_utils.encode_split_names(sorted(built.splits))
@@ -92,12 +106,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         _ = split_rows | f'Write[{split}]' >> beam_io.WriteExampleRows(
             artifact_utils.get_split_uri([examples], split))
         counters.append(split_rows | f'Count[{split}]' >> beam.Map(lambda _, s=split: (f'examples/{s}', 1)))
-      if built.rejected is not None:
-        _ = (built.rejected
-             | 'RejectedToCsv' >> beam.Map(_rejected_to_csv_line)
-             | 'WriteRejected' >> beam.io.WriteToText(os.path.join(report.uri, REJECTED_PREFIX),
-                                                      file_name_suffix='.csv', header=REJECTED_HEADER))
-        counters.append(built.rejected | 'CountRejected' >> beam.Map(lambda r: (f'skipped/{r["reason"]}', 1)))
+      rejected = ([built.rejected, readable.unreadable] if built.rejected is not None else [readable.unreadable]
+                  ) | 'FlattenRejected' >> beam.Flatten()
+      _ = (rejected
+           | 'RejectedToCsv' >> beam.Map(_rejected_to_csv_line)
+           | 'WriteRejected' >> beam.io.WriteToText(os.path.join(report.uri, REJECTED_PREFIX),
+                                                    file_name_suffix='.csv', header=REJECTED_HEADER))
+      counters.append(rejected | 'CountRejected' >> beam.Map(lambda r: (f'skipped/{r["reason"]}', 1)))
       _ = counters | 'FlattenCounts' >> beam.Flatten() | 'WriteCounts' >> beam_io.WriteCounts(report.uri)
 
     counts = beam_io.read_counts(report.uri)
