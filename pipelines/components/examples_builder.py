@@ -107,7 +107,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             artifact_utils.get_split_uri([examples], split))
         counters.append(split_rows | f'Count[{split}]' >> beam.Map(lambda _, s=split: (f'examples/{s}', 1)))
       rejected = ([built.rejected, readable.unreadable] if built.rejected is not None else [readable.unreadable]
-                  ) | 'FlattenRejected' >> beam.Flatten()
+                  ) | 'AllRejected' >> beam.Flatten()
       _ = (rejected
            | 'RejectedToCsv' >> beam.Map(_rejected_to_csv_line)
            | 'WriteRejected' >> beam.io.WriteToText(os.path.join(report.uri, REJECTED_PREFIX),
