@@ -7,9 +7,8 @@ or unparsable value (NaN, infinity and numbers beyond float32 included), a dupli
 unique); lines the reader could not read never reach it (the ExamplesBuilder sets them aside). The key column is
 carried untouched. The one split it writes, `score`, is what BulkInferrer scores.
 """
-import collections
 import dataclasses
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -162,6 +161,15 @@ def _is_binary(values: pa.Array) -> bool:
   return pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)
 
 
+def _trimmed_text(values: pa.Array) -> pa.Array:
+  """Binary values as text without surrounding whitespace (str.strip's rule); _NotColumnar when one is not
+  UTF-8 (the row path decodes it with replacement characters)."""
+  try:
+    return pc.utf8_trim_whitespace(values.cast(pa.large_string()))
+  except pa.ArrowInvalid as e:
+    raise _NotColumnar(str(e)) from None
+
+
 def _present_values(batch: pa.RecordBatch, name: str) -> Tuple[np.ndarray, Optional[pa.Array]]:
   """(whether each row has a value, not blank text, as _is_missing says; those values in row order) of a
   feature of at most one value a row; _NotColumnar for one with more."""
@@ -174,26 +182,36 @@ def _present_values(batch: pa.RecordBatch, name: str) -> Tuple[np.ndarray, Optio
     raise _NotColumnar(name)
   values = column.flatten()
   if _is_binary(values):
-    nonblank = np.array([bool(v.strip()) for v in values.to_pylist()], dtype=bool)
-    values = values.filter(pa.array(nonblank))
+    nonblank = pc.not_equal(pc.binary_length(_trimmed_text(values)), 0)
+    values = values.filter(nonblank)
+    nonblank = nonblank.to_numpy(zero_copy_only=False)
   else:
     nonblank = np.ones(len(values), dtype=bool)
   present[np.flatnonzero(lengths == 1)] = nonblank
   return present, values
 
 
+def _parsed_texts(values: pa.Array) -> np.ndarray:
+  """float64 of each binary value by Python's float rules, NaN where it is no number. Arrow parses as Python
+  does but refuses a few forms Python takes ('1_0', '+.5'): then pandas, then Python for what it refuses."""
+  try:
+    return pc.cast(_trimmed_text(values), pa.float64()).to_numpy(zero_copy_only=False)
+  except pa.ArrowInvalid:
+    pass
+  texts = values.to_pylist()
+  numbers = pd.to_numeric(pd.Series(texts, dtype=object), errors='coerce').to_numpy(dtype=np.float64)
+  for index in np.flatnonzero(np.isnan(numbers)):
+    try:
+      numbers[index] = parse_finite_float(texts[index])
+    except ValueError:
+      pass
+  return numbers
+
+
 def _numbers(values: pa.Array, kind: str) -> Tuple[np.ndarray, np.ndarray]:
   """(float64 values, whether each parses as `kind` by convert's rules) of text or numeric values."""
-  if _is_binary(values):
-    texts = values.to_pylist()
-    numbers = pd.to_numeric(pd.Series(texts, dtype=object), errors='coerce').to_numpy(dtype=np.float64)
-    for index in np.flatnonzero(np.isnan(numbers)):  # what pandas refuses, Python's float may take ('1_0')
-      try:
-        numbers[index] = parse_finite_float(texts[index])
-      except ValueError:
-        pass
-  else:
-    numbers = values.to_numpy(zero_copy_only=False).astype(np.float64)
+  numbers = (_parsed_texts(values) if _is_binary(values)
+             else values.to_numpy(zero_copy_only=False).astype(np.float64))
   with np.errstate(invalid='ignore'):
     ok = np.isfinite(numbers) & (np.abs(numbers) <= FLOAT32_MAX)
     if kind == 'int':
@@ -254,7 +272,9 @@ def _encode_valid(serialized: Sequence[bytes], reasons: np.ndarray,
     names = [name for name, (present, _) in columns.items() if present[rows[0]]]
     arrays = [_one_value_lists(columns[name][1].take(pa.array(positions[name][rows]))) for name in names]
     out += _ENCODER.encode(pa.RecordBatch.from_arrays(arrays, names))
-    keys += [_key_text(v) for v in columns[key_column][1].take(pa.array(positions[key_column][rows])).to_pylist()]
+    key_values = columns[key_column][1].take(pa.array(positions[key_column][rows]))
+    keys += (key_values.cast(pa.large_string()).to_pylist() if _is_binary(key_values)
+             else [_key_text(v) for v in key_values.to_pylist()])
   return keys, out, rejected
 
 
@@ -290,11 +310,37 @@ class _CheckBatches(beam.DoFn):
       yield keys, examples
 
 
-def _unique_only(checked: Tuple[List[str], List[bytes]], duplicates: Iterable[str]):
+class _DuplicateKeys(beam.CombineFn):
+  """The keys that occur more than once among batches of keys: (seen, duplicated) sets, a set operation per
+  key instead of a Beam element per key (the keys of one run must fit in a worker's memory: 1M keys of 7
+  characters take about 100 MB)."""
+
+  def create_accumulator(self):
+    return set(), set()
+
+  def add_input(self, accumulator, keys):
+    seen, duplicated = accumulator
+    for key in keys:
+      if key in seen:
+        duplicated.add(key)
+      else:
+        seen.add(key)
+    return accumulator
+
+  def merge_accumulators(self, accumulators):
+    seen, duplicated = set(), set()
+    for other_seen, other_duplicated in accumulators:
+      duplicated |= other_duplicated | (seen & other_seen)
+      seen |= other_seen
+    return seen, duplicated
+
+  def extract_output(self, accumulator):
+    return accumulator[1]
+
+
+def _unique_only(checked: Tuple[List[str], List[bytes]], duplicates: Set[str]):
   """The examples of keys that occur once; every row of a duplicated key rejected (none may be picked)."""
   keys, examples = checked
-  if not isinstance(duplicates, (set, frozenset)):
-    duplicates = set(duplicates)
   kept = [example for key, example in zip(keys, examples) if key not in duplicates]
   if kept:
     yield kept
@@ -310,7 +356,7 @@ def build_examples(batches: beam.PCollection, params: Dict[str, Any]) -> BuiltEx
   with their reason (REASONS).
 
   params: key_column, model_dir (a SavedModel folder), signature (its serving signature), unique_keys (reject
-  every row of a key that occurs more than once: keys are counted, not rows grouped).
+  every row of a key that occurs more than once: the keys are compared, not the rows grouped).
   """
   checked = batches | 'CheckBatches' >> beam.ParDo(
       _CheckBatches(params['key_column'], params['model_dir'], params['signature'])).with_outputs(
@@ -319,11 +365,9 @@ def build_examples(batches: beam.PCollection, params: Dict[str, Any]) -> BuiltEx
     return BuiltExamples(splits={SCORE_SPLIT: checked.valid | 'Examples' >> beam.Map(lambda kv: kv[1])},
                          rejected=checked.rejected)
   duplicates = (checked.valid
-                | 'KeyCounts' >> beam.FlatMap(lambda kv: collections.Counter(kv[0]).items())
-                | 'SumPerKey' >> beam.CombinePerKey(sum)
-                | 'Duplicated' >> beam.Filter(lambda kv: kv[1] > 1)
-                | 'DuplicateKeys' >> beam.Keys())
+                | 'Keys' >> beam.Map(lambda kv: kv[0])
+                | 'DuplicateKeys' >> beam.CombineGlobally(_DuplicateKeys()))
   unique = checked.valid | 'UniqueOnly' >> beam.FlatMap(
-      _unique_only, beam.pvalue.AsList(duplicates)).with_outputs('rejected', main='valid')
+      _unique_only, beam.pvalue.AsSingleton(duplicates)).with_outputs('rejected', main='valid')
   rejected = (checked.rejected, unique.rejected) | 'FlattenRejected' >> beam.Flatten()
   return BuiltExamples(splits={SCORE_SPLIT: unique.valid}, rejected=rejected)
