@@ -23,6 +23,7 @@ from tfx_bsl.public import tfxio
 
 from pipelines import metrics
 from pipelines.components.examples_builder import BuiltExamples
+from pipelines.parsing import parse_finite_float
 
 KEY = 'journey_id'
 LABEL = 'converted'
@@ -67,7 +68,7 @@ def parse_impression(row: Dict[str, Any]) -> Tuple[Optional[Tuple[str, Touch]], 
   if campaign is None or str(campaign).strip() == '':
     return None, 'missing_campaign'
   try:
-    timestamp = float(str(row.get('timestamp')).strip())
+    timestamp = parse_finite_float(str(row.get('timestamp')).strip())
   except ValueError:
     return None, 'unparsable_timestamp'
   if not math.isfinite(timestamp) or timestamp != int(timestamp):

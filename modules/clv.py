@@ -25,6 +25,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from pipelines.components.examples_builder import BuiltExamples
+from pipelines.parsing import parse_finite_float
 
 KEY = 'customer_id'
 LABEL = 'label'
@@ -73,8 +74,8 @@ def parse_transaction(row: Dict[str, Any]) -> Tuple[Optional[Tuple[str, Purchase
   except (TypeError, ValueError):
     return None, 'unparsable_date'
   try:
-    quantity = float(row.get('quantity'))
-    amount = float(row.get('amount'))
+    quantity = parse_finite_float(row.get('quantity'))
+    amount = parse_finite_float(row.get('amount'))
   except (TypeError, ValueError):
     return None, 'unparsable_number'
   if quantity != quantity or amount != amount:  # NaN

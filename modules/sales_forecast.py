@@ -30,6 +30,7 @@ from tfx_bsl.public import tfxio
 
 from pipelines import tuning
 from pipelines.components.examples_builder import BuiltExamples
+from pipelines.parsing import parse_finite_float
 from pipelines.sales_forecast import methods
 
 COLUMNS = ['date', 'store_number', 'item_number', 'item_description', 'category_name', 'vendor_name', 'pack',
@@ -92,8 +93,8 @@ def parse_date(value: Any) -> datetime.date:
 
 def parse_number(value: Any) -> float:
   """A finite number from an int, float or string ('$12.50' and '1,234' accepted); ValueError otherwise."""
-  number = float(str(value).strip().replace('$', '').replace(',', '')) if isinstance(value, (str, bytes)) \
-      else float(value)
+  number = parse_finite_float(str(value).strip().replace('$', '').replace(',', '')
+                              if isinstance(value, (str, bytes)) else value)
   if not np.isfinite(number):
     raise ValueError(f'not a finite number: {value!r}')
   return number

@@ -107,7 +107,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
   """The attribution pipeline over an impressions CSV (local or gs://) or a BigQuery table
   `bq://project.dataset.table` with the columns REQUIRED_COLUMNS."""
   version = code_version(MODULE)
-  example_gen = raw_example_gen(data_uri, REQUIRED_COLUMNS, settings['bq_column_map'])
+  example_gen = raw_example_gen(data_uri, REQUIRED_COLUMNS, settings['bq_column_map'], encoding=settings['encoding'])
   builder = ExamplesBuilder(
       raw_examples=example_gen.outputs['examples'], build_fn=f'{MODULE}.build_examples',
       params={'journey_max_length': settings['journey_max_length']}, code_version=version)

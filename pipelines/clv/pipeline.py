@@ -133,7 +133,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
   """The CLV pipeline over a CSV file (local or gs://) or a BigQuery table `bq://project.dataset.table`
   with the columns REQUIRED_COLUMNS."""
   version = code_version(MODULE, 'pipelines.metrics')
-  example_gen = raw_example_gen(data_uri, REQUIRED_COLUMNS, settings['bq_column_map'])
+  example_gen = raw_example_gen(data_uri, REQUIRED_COLUMNS, settings['bq_column_map'], encoding=settings['encoding'])
 
   builder = ExamplesBuilder(
       raw_examples=example_gen.outputs['examples'], build_fn=f'{MODULE}.build_examples',
