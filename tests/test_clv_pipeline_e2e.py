@@ -1,5 +1,6 @@
 """End to end: the CLV pipeline with LocalDagRunner on the CDNOW 1/10 sample (plus a few bad rows)."""
 import csv
+import glob
 import json
 import os
 import shutil
@@ -82,10 +83,16 @@ def test_btyd_side_by_side_on_the_same_customers(run):
 
 
 def test_model_blessed_and_pushed(run):
-  _, first, _, _, _ = run
+  """The run's primary metric is normalized Gini (see conftest): the DNN ranks best, so it is the champion,
+  pushed, and its predictions are the output."""
+  out, first, _, _, _ = run
+  gini = {name: first['metrics'][name]['normalized_gini'] for name in ('dnn', 'btyd', 'baseline')}
+  assert gini['dnn'] > max(gini['btyd'], gini['baseline'])
   assert first['blessed'] is True
   assert first['blessing_failures'] == []
   assert os.path.isfile(os.path.join(first['pushed_model'], 'saved_model.pb'))
+  with open(out / 'predictions.csv') as f:
+    assert {row['predicted_by'] for row in csv.DictReader(f)} == {'dnn'}
 
 
 def test_summary_and_report_agree_with_tfma(run):
@@ -130,7 +137,7 @@ def test_a_model_failing_the_gate_is_not_pushed_nor_scored(run, tmp_path):
   copy.mkdir(parents=True)
   shutil.copy(out / 'metadata.sqlite', copy / 'metadata.sqlite')  # cached artifacts stay where they are
   assert main(['run', 'clv', '--data', first['data']['path'], '--output', str(tmp_path / 'runs'),
-               '--set', 'epochs=20', '--set', 'max_mae_increase=-0.5']) == 0
+               '--set', 'epochs=20', '--set', 'max_mae_increase=-0.5', '--set', 'primary_metric=normalized_gini']) == 0
   summary = json.loads((copy / 'summary.json').read_text())
   assert summary['components']['Trainer']['cached']
   assert not summary['components']['Evaluator']['cached']
@@ -155,8 +162,12 @@ def test_a_handicapped_dnn_loses_to_btyd_and_btyd_is_the_output(tmp_path):
   summary = json.loads((out / 'summary.json').read_text())
   dnn, btyd = summary['metrics']['dnn'], summary['metrics']['btyd']
   assert btyd['mean_absolute_error'] < dnn['mean_absolute_error']
-  assert summary['blessed'] is False and summary['pushed_model'] is None
-  assert not (out / 'serving_model').exists()
+  [gate_file] = glob.glob(str(out / 'root' / 'ChampionGate' / 'blessing' / '*' / 'champion.json'))
+  champion = json.loads(open(gate_file).read())
+  assert (champion['metric'], champion['winner'], champion['model_won']) == ('mean_absolute_error', 'btyd', False)
+  assert champion['values']['dnn'] == pytest.approx(dnn['mean_absolute_error'])
+  assert os.path.exists(os.path.join(os.path.dirname(gate_file), 'NOT_BLESSED'))
+  assert summary['pushed_model'] is None and not (out / 'serving_model').exists()
   with open(out / 'predictions.csv') as f:
     rows = list(csv.DictReader(f))
   assert len(rows) == 2357 == summary['data']['rows_scored']
