@@ -193,8 +193,11 @@ def test_nearest_tracks_of_the_most_popular_track():
   vectors = np.array([[1.0, 0.0], [0.0, 1.0], [0.99, 0.14], [-0.7, 0.71]])
   rows = nearest_tracks(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), ['a', 'b', 'c', 'd'],
                         np.array([5.0, 1.0, 1.0, 1.0]), {'a': 'A; rock'}, queries=1, neighbours=2)
-  assert [(r['track'], r['neighbour']) for r in rows] == [('a', 'c'), ('a', 'd')]
+  assert [(r['track'], r['neighbour']) for r in rows] == [('a', 'c'), ('a', 'd')]  # |cosine|: d is near
   assert rows[0]['track_info'] == 'A; rock'
+  rows = nearest_tracks(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), ['a', 'b', 'c', 'd'],
+                        np.array([5.0, 1.0, 1.0, 1.0]), {}, queries=1, neighbours=2, objective='softmax')
+  assert [r['neighbour'] for r in rows] == ['c', 'b'] and rows[1]['similarity'] == 0.0  # cosine: d is opposite
 
 
 def test_bigquery_query_reads_the_top_tracks_with_quoted_identifiers():
