@@ -26,6 +26,7 @@ from tfx_bsl.public import tfxio
 
 from pipelines import metrics
 from pipelines.components.examples_builder import BuiltExamples
+from pipelines.parsing import parse_finite_float
 
 USER, TRACK, ARTIST, TAGS = 'user_name', 'track_id', 'artist_name', 'tags'
 COUNT, LABEL, WEIGHT = 'listen_count', 'label', 'weight'
@@ -58,7 +59,7 @@ def parse_timestamp(value: Any) -> datetime.datetime:
   """Epoch seconds (number or numeric string) or ISO-8601 (naive = UTC); ValueError otherwise."""
   text = str(value).strip()
   try:
-    seconds = float(text)
+    seconds = parse_finite_float(text)
   except ValueError:
     parsed = datetime.datetime.fromisoformat(text.replace('Z', '+00:00'))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)

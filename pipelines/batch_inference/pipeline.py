@@ -14,13 +14,12 @@ split is scored instead: one preprocessing path.
 the latest pushed model of a use case through its ML Metadata, its key column and its ExamplesBuilder, and
 the generated default input.
 """
-import functools
 import glob
 import hashlib
 import importlib.util
 import json
 import os
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
@@ -52,6 +51,7 @@ SETTINGS: Dict[str, Any] = {
     'input_kind': 'auto',             # 'examples' (model features + key), 'raw' (the source's raw data) or 'auto'
     'build_fn': '',                   # raw input: the source's build_examples (default: from its ML Metadata)
     'build_params': '',               # raw input: its params as JSON (default: those that made the model's data)
+    'source_columns': '',             # raw input: the source's required columns, comma-separated (set by --from)
     'score_split': 'score',           # raw input: the split of the source's examples that is scored
     'signature': 'serving_default',
     'output_names': '',               # signature outputs to write, comma-separated ('' = all)
@@ -76,14 +76,19 @@ REPORTED_METRICS: List[Tuple[str, str]] = []
 # Input files: CSV, JSONL or TFRecord, never failing on a malformed line
 # ---------------------------------------------------------------------------------------------------
 
-def json_line_to_row(line: str) -> Dict[str, Any]:
-  """One JSON object per line; {MALFORMED_LINE: line} for anything else. Nulls are left out."""
+def json_line_to_row(line: bytes, encoding: str = csv_lines.DEFAULT_ENCODING) -> Dict[str, Any]:
+  """One JSON object per line; a csv_lines.rejected_row for anything else (bad_encoding for a line not valid
+  in `encoding`, malformed_line for one that is no flat JSON object). Nulls are left out."""
   try:
-    row = json.loads(line)
+    text = line.decode(encoding).lstrip('\ufeff')
+  except UnicodeDecodeError:
+    return csv_lines.rejected_row(csv_lines.BAD_ENCODING, line.decode(encoding, errors='replace'))
+  try:
+    row = json.loads(text)
   except ValueError:
-    return {bi.MALFORMED_LINE: line}
+    return csv_lines.rejected_row(bi.MALFORMED_JSON, text)
   if not isinstance(row, dict) or any(isinstance(v, dict) for v in row.values()):
-    return {bi.MALFORMED_LINE: line}
+    return csv_lines.rejected_row(bi.MALFORMED_JSON, text)
   return {k: v for k, v in row.items() if v is not None}
 
 
@@ -107,13 +112,13 @@ def _KeyedFilesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any
   if kind == 'tfrecord':
     compression = 'gzip' if pattern.endswith('.gz') else 'uncompressed'
     return pipeline | 'ReadTFRecords' >> beam.io.ReadFromTFRecord(pattern, compression_type=compression)  # as is
+  encoding = csv_lines.decode_reader_config(exec_properties)['encoding']
   if kind == 'csv':
-    rows = pipeline | 'ReadCsv' >> csv_lines.ReadCsvRows(  # pylint: disable=no-value-for-parameter
-        pattern, functools.partial(csv_lines.csv_line_to_row, malformed_key=bi.MALFORMED_LINE))
-  else:
-    rows = (pipeline | 'ReadJsonl' >> beam.io.ReadFromText(pattern)
-            | 'SkipBlank' >> beam.Filter(lambda line: line.strip() != '')
-            | 'JsonToRow' >> beam.Map(json_line_to_row))
+    return pipeline | 'ReadCsv' >> csv_lines.ReadCsvExamples(  # pylint: disable=no-value-for-parameter
+        pattern, encoding=encoding)
+  rows = (pipeline | 'ReadJsonl' >> beam.io.ReadFromText(pattern, coder=beam.coders.BytesCoder())
+          | 'SkipBlank' >> beam.Filter(lambda line: line.strip() != b'')
+          | 'JsonToRow' >> beam.Map(json_line_to_row, encoding))
   return rows | 'ToExamples' >> beam_io.RowsToSerializedExamples()  # pylint: disable=no-value-for-parameter
 
 
@@ -179,15 +184,14 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
     raise ValueError('batch_inference needs settings["model"] (--model PATH or --from USE_CASE)')
   raw_input = settings['input_kind'] == 'raw'
   if raw_input:
-    from pipelines import registry  # pylint: disable=g-import-not-at-top  (registry imports this module)
-    source = registry.get(settings['source_use_case'])
-    example_gen = raw_example_gen(data_uri, source.required_columns, settings['bq_column_map'])
+    example_gen = raw_example_gen(data_uri, settings['source_columns'].split(','), settings['bq_column_map'],
+                                  encoding=settings['encoding'])
     builder = ExamplesBuilder(raw_examples=example_gen.outputs['examples'], build_fn=settings['build_fn'],
                               params=json.loads(settings['build_params']),
                               code_version=code_version(settings['build_fn'].rpartition('.')[0]))
   else:
     example_gen = raw_example_gen(data_uri, [], settings['bq_column_map'], query_builder=select_all,
-                                  file_executor=KeyedFilesExecutor)
+                                  file_executor=KeyedFilesExecutor, encoding=settings['encoding'])
     builder = ExamplesBuilder(
         raw_examples=example_gen.outputs['examples'], build_fn=f'{MODULE}.build_examples',
         params={'key_column': settings['key_column'], 'unique_keys': settings['unique_keys'],
@@ -372,14 +376,16 @@ def _local_header(pattern: str) -> List[str]:
     return []
   if input_format(pattern) == 'csv':
     return csv_lines.csv_header(files[0])
-  row = json_line_to_row(csv_lines.first_line(files[0]))
-  return [] if bi.MALFORMED_LINE in row else list(row)
+  row = json_line_to_row(csv_lines.first_line(files[0]).encode('utf-8'))
+  return [] if csv_lines.REJECTED_REASON in row else list(row)
 
 
-def prepare(args: Any, settings: Dict[str, Any], run_use_case: Callable[[str], None]) -> Tuple[str, Dict[str, Any]]:
+def prepare(args: Any, settings: Dict[str, Any], run_use_case: Callable[[str], None],
+            required_columns: Callable[[str], Sequence[str]]) -> Tuple[str, Dict[str, Any]]:
   """(data URI, settings) from the CLI flags: --model or --from (default: clv's latest pushed model, running
   clv first when it pushed none), --rows, --data (default: the generated input). Raises ValueError with one
-  line for anything missing; `run_use_case(name)` runs another use case's pipeline into the same --output."""
+  line for anything missing; `run_use_case(name)` runs another use case's pipeline into the same --output and
+  `required_columns(name)` gives a use case's input columns."""
   settings = dict(settings)
   root = os.path.abspath(args.output) if args.command == 'run' else None
   if args.model and args.from_use_case:
@@ -422,15 +428,13 @@ def prepare(args: Any, settings: Dict[str, Any], run_use_case: Callable[[str], N
       raise ValueError(f'no input file matches {data}')
     input_format(data)
   if settings['input_kind'] == 'auto':
-    from pipelines import registry  # pylint: disable=g-import-not-at-top  (registry imports this module)
-    required = registry.get(settings['source_use_case']).required_columns if settings['source_use_case'] else None
+    required = required_columns(settings['source_use_case']) if settings['source_use_case'] else None
     header = _local_header(data) if '://' not in data else []
     settings['input_kind'] = 'raw' if required and set(required) <= set(header) else 'examples'
-  if settings['input_kind'] == 'raw' and data.endswith('.gz'):
-    raise ValueError(f'raw input must be uncompressed: {data} is gzipped, and CsvExampleGen reads a CSV '
-                     'header as plain text (gunzip it first)')
   if settings['input_kind'] == 'raw' and not (settings['build_fn'] and settings['build_params']):
     raise ValueError('raw input needs the source use case\'s build_fn and build_params (--from finds them)')
+  if settings['input_kind'] == 'raw' and not settings['source_columns']:
+    settings['source_columns'] = ','.join(required_columns(settings['source_use_case']))
   if not settings['key_column']:
     raise ValueError('no key column: --set key_column=NAME')
   return data, settings

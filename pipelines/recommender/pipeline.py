@@ -159,7 +159,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
   version = code_version(MODULE)
   example_gen = raw_example_gen(
       data_uri, REQUIRED_COLUMNS, settings['bq_column_map'],
-      query_builder=lambda table, mapping: bigquery_query(table, mapping, settings['bq_top_tracks']))
+      query_builder=lambda table, mapping: bigquery_query(table, mapping, settings['bq_top_tracks']),
+      encoding=settings['encoding'])
   builder = ExamplesBuilder(
       raw_examples=example_gen.outputs['examples'], build_fn=f'{MODULE}.build_examples',
       params={k: settings[k] for k in ('eval_percent', 'test_percent', 'max_tags', 'user_tag_features')},
