@@ -445,7 +445,9 @@ def fit_towers(train: Dict[str, np.ndarray], valid: Dict[str, np.ndarray], sizes
       data = tf.data.Dataset.from_tensor_slices({n: columns[n] for n in names})
       if shuffle:
         data = data.shuffle(len(columns[TRACK_INDEX]), seed=seed, reshuffle_each_iteration=True)
-      return data.batch(batch_size, drop_remainder=shuffle)
+      # Full batches only in training (every row has the same number of in-batch negatives), fewer rows than one
+      # batch make one smaller batch.
+      return data.batch(max(1, min(batch_size, len(columns[TRACK_INDEX]))), drop_remainder=shuffle)
     retrieval = RetrievalModel(user_tower, item_tower, track_log_q(train[TRACK_INDEX], sizes.tracks),
                                float(config['temperature']))
     retrieval.compile(optimizer=optimizer)
