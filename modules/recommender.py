@@ -1,13 +1,15 @@
 """Recommender module file: (user, track) pairs from listens, TFT vocabularies, the two-tower model, its evaluation.
 
 Read top to bottom: build_examples (Beam, used by ExamplesBuilder) -> preprocessing_fn (Transform)
--> run_fn (Trainer) -> eval_config (Evaluator); recall_at_k is the ranking metric the RecallEvaluator computes.
+-> tuner_fn (Tuner) / run_fn (Trainer) -> eval_config (Evaluator); recall_at_k and catalog_metrics are the ranking
+metrics the RecallEvaluator computes.
 
 Input rows: user_name, track_id, track_name, artist_name, tags ('|'-separated, may be empty), listened_at (ISO-8601
 or epoch seconds). One example per (user, track) pair: listen_count, label = listen_count > 2, weight (positive:
 sqrt(count / the user's largest count), negative: 1 / count, as the reference), item features (artist, tags) and
 user features (the user's share of training listens per top tag). TensorFlow Recommenders is not in the lock: both
-towers, the |cosine| score and the brute-force top-k are plain tf_keras / TensorFlow.
+towers, the sampled-softmax retrieval loss (objective `softmax`) or the reference's |cosine| log loss (`cosine`), and
+the brute-force top-k are plain tf_keras / TensorFlow.
 """
 import collections
 import datetime
@@ -39,7 +41,7 @@ REASONS = ('missing_user', 'missing_track', 'unparsable_timestamp')
 USER_INDEX, TRACK_INDEX, ARTIST_INDEX, TAG_INDEX = 'user_index', 'track_index', 'artist_index', 'tag_index'
 USER_VOCAB, TRACK_VOCAB, ARTIST_VOCAB, TAG_VOCAB = 'user', 'track', 'artist', 'tag'
 # Model outputs and signatures
-PREDICTION = 'probability'               # |cosine| of the two towers
+PREDICTION = 'probability'               # (1 + cosine) / 2 of the two towers (|cosine| for objective cosine)
 POPULARITY = 'popularity_score'          # the track's training listens / the largest: the pair-level baseline
 TOP_K_SIGNATURE = 'top_k'                # user names -> top-k tracks
 TOP_K_EXAMPLES_SIGNATURE = 'top_k_examples'  # serialized tf.Examples with user_name -> the same (BulkInferrer)
@@ -443,7 +445,9 @@ def fit_towers(train: Dict[str, np.ndarray], valid: Dict[str, np.ndarray], sizes
       data = tf.data.Dataset.from_tensor_slices({n: columns[n] for n in names})
       if shuffle:
         data = data.shuffle(len(columns[TRACK_INDEX]), seed=seed, reshuffle_each_iteration=True)
-      return data.batch(batch_size, drop_remainder=shuffle)
+      # Full batches only in training (every row has the same number of in-batch negatives), fewer rows than one
+      # batch make one smaller batch.
+      return data.batch(max(1, min(batch_size, len(columns[TRACK_INDEX]))), drop_remainder=shuffle)
     retrieval = RetrievalModel(user_tower, item_tower, track_log_q(train[TRACK_INDEX], sizes.tracks),
                                float(config['temperature']))
     retrieval.compile(optimizer=optimizer)

@@ -42,10 +42,12 @@ def handicapped_fixture(recommender_run, tmp_path_factory):
   return root / 'recommender', json.loads((root / 'recommender' / 'summary.json').read_text())
 
 
-def _champion(out):
+def _champion(out, summary):
+  """summary.json's champion, checked against the champion.json in the ChampionGate's blessing."""
   paths = glob.glob(str(out / 'root' / 'ChampionGate' / 'blessing' / '*' / 'champion.json'))
   with open(max(paths, key=os.path.getmtime)) as f:
-    return json.load(f)
+    assert json.load(f) == summary['champion']
+  return summary['champion']
 
 
 def _recommendations(out):
@@ -63,20 +65,21 @@ def test_every_component_ran_and_the_model_was_pushed(run):
 
 def test_the_model_beat_popularity_and_its_recommendations_are_the_output(run):
   out, summary = run
-  champion = _champion(out)
+  champion = _champion(out, summary)
   assert champion['metric'] == 'recall_at_10' and champion['winner'] == 'two_tower'
   assert champion['values']['two_tower'] == pytest.approx(summary['metrics']['two_tower']['recall_at_10'])
   assert champion['values']['popularity'] == pytest.approx(summary['metrics']['popularity']['recall_at_10'])
   _, rows = _recommendations(out)
   assert {r['predicted_by'] for r in rows} == {'two_tower'}
   assert summary['components']['Tuner']['state'] in ('complete', 'cached')
+  assert set(summary['tuning']['best']) == set(module.TUNED) and summary['tuning']['trials']
 
 
 def test_a_handicapped_model_loses_is_not_pushed_and_popularity_is_the_output(handicapped):
   out, summary = handicapped
   assert summary['status'] == 'succeeded', summary['error']
   assert summary['components']['Transform']['cached'] and not summary['components']['Trainer']['cached']
-  champion = _champion(out)
+  champion = _champion(out, summary)
   assert champion['winner'] == 'popularity' and not champion['model_won']
   assert champion['values']['two_tower'] < champion['values']['popularity']
   assert summary['pushed_model'] is None

@@ -193,8 +193,11 @@ def test_nearest_tracks_of_the_most_popular_track():
   vectors = np.array([[1.0, 0.0], [0.0, 1.0], [0.99, 0.14], [-0.7, 0.71]])
   rows = nearest_tracks(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), ['a', 'b', 'c', 'd'],
                         np.array([5.0, 1.0, 1.0, 1.0]), {'a': 'A; rock'}, queries=1, neighbours=2)
-  assert [(r['track'], r['neighbour']) for r in rows] == [('a', 'c'), ('a', 'd')]
+  assert [(r['track'], r['neighbour']) for r in rows] == [('a', 'c'), ('a', 'd')]  # |cosine|: d is near
   assert rows[0]['track_info'] == 'A; rock'
+  rows = nearest_tracks(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), ['a', 'b', 'c', 'd'],
+                        np.array([5.0, 1.0, 1.0, 1.0]), {}, queries=1, neighbours=2, objective='softmax')
+  assert [r['neighbour'] for r in rows] == ['c', 'b'] and rows[1]['similarity'] == 0.0  # cosine: d is opposite
 
 
 def test_bigquery_query_reads_the_top_tracks_with_quoted_identifiers():
@@ -309,3 +312,44 @@ def test_popularity_top_k_leaves_out_training_tracks_and_unknown_users():
   assert out[1] == ('u2', False, [('d', 2.0), ('c', 1.0)])
   assert out[2][:2] == ('zz', True)
   assert recommendations.popularity_top_k(['u1'], {'u1'}, train, 2, False)[0][2] == [('a', 9.0), ('b', 3.0)]
+
+
+def _two_taste_pairs(rng, users, tracks_per_taste, per_user):
+  """Users 0..users-1 of two tastes (even: tracks 0..n-1, odd: n..2n-1); track 0 of each taste is very popular."""
+  rows = []
+  for user in range(users):
+    taste = user % 2
+    weights = np.ones(tracks_per_taste)
+    weights[0] = 5.0
+    for track in rng.choice(tracks_per_taste, per_user, replace=False, p=weights / weights.sum()):
+      rows.append((user, taste * tracks_per_taste + track))
+  return np.array(rows)
+
+
+def test_softmax_towers_learn_tastes_that_popularity_cannot_see():
+  class Sizes:
+    users, tracks, artists, tags = 40, 20, 1, 1
+  rng = np.random.default_rng(0)
+  pairs = _two_taste_pairs(rng, 40, 10, 6)
+  held_out = np.zeros(len(pairs), bool)
+  held_out[::6] = True  # one pair per user held out
+  def columns(rows):
+    n = len(rows)
+    return {module.USER_INDEX: rows[:, 0], module.TRACK_INDEX: rows[:, 1], module.ARTIST_INDEX: np.zeros(n, np.int64),
+            module.TAG_INDEX: np.zeros((n, 2), np.int64), module.USER_TAG_SHARES: np.zeros((n, 1), np.float32),
+            module.LABEL: np.ones(n, np.float32), module.WEIGHT: np.ones(n, np.float32),
+            module.COUNT: np.full(n, 3.0, np.float32)}
+  train, test = columns(pairs[~held_out]), columns(pairs[held_out])
+  config = {'seed': 1, 'objective': 'softmax', 'max_tags': 2, 'embedding_dim': 8, 'tower_units': '', 'output_dim': 8,
+            'embedding_l2': 0.0, 'learning_rate': 0.05, 'batch_size': 32, 'epochs': 30, 'temperature': 0.2}
+  user_tower, item_tower, model = module.fit_towers(train, test, Sizes(), config, verbose=0)
+  users, tracks = module.tower_vectors(user_tower, item_tower, train, Sizes())
+  np.testing.assert_allclose(np.linalg.norm(tracks, axis=1), 1.0, rtol=1e-5)
+  popularity = np.bincount(train[module.TRACK_INDEX], minlength=20).astype(float)
+  out = catalog_evaluation(users, tracks, popularity, pairs[~held_out], pairs[held_out], [5], seed=0,
+                           objective='softmax')
+  # Half of each user's top 5 by popularity is the other taste's; the towers keep to the user's own taste.
+  assert out['two_tower']['catalog_recall_at_5'] > out['popularity']['catalog_recall_at_5'] + 0.2
+  # The pair model (serving_default's) gives a probability.
+  probability = model.predict({k: v[:1] for k, v in test.items()}, verbose=0)
+  assert 0 < float(probability[0, 0]) < 1

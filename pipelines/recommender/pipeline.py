@@ -91,10 +91,10 @@ def bigquery_query(table: bigquery.BigQueryTable, column_map: Mapping[str, str],
 
 
 def _nearest_markdown(nearest: List[Dict[str, Any]]) -> str:
-  lines = ['# Nearest tracks by item-tower |cosine| (most listened training tracks)', '',
-           '| track | rank | neighbour | abs. cosine |', '|---|---|---|---|']
+  lines = ['# Nearest tracks by item-tower cosine (|cosine| for objective cosine; most listened training tracks)',
+           '', '| track | rank | neighbour | similarity |', '|---|---|---|---|']
   lines += [f'| {r["track"]} ({r["track_info"]}) | {r["rank"]} | {r["neighbour"]} ({r["neighbour_info"]}) | '
-            f'{r["abs_cosine"]:.3f} |' for r in nearest]
+            f'{r["similarity"]:.3f} |' for r in nearest]
   return '\n'.join(lines) + '\n'
 
 
@@ -104,16 +104,16 @@ def _nearest_plot(nearest: List[Dict[str, Any]], path: str) -> None:
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   cells = [[f'{r["track"]} ({r["track_info"]})', r['rank'], f'{r["neighbour"]} ({r["neighbour_info"]})',
-            f'{r["abs_cosine"]:.3f}'] for r in nearest]
+            f'{r["similarity"]:.3f}'] for r in nearest]
   figure, axis = plt.subplots(figsize=(11, 0.28 * len(cells) + 0.8))
   axis.axis('off')
   if cells:
     table = axis.table(cellText=cells, colLabels=['track (artist; tags)', 'rank', 'nearest track (artist; tags)',
-                                                  '|cos|'], loc='center', cellLoc='left')
+                                                  'similarity'], loc='center', cellLoc='left')
     table.auto_set_font_size(False)
     table.set_fontsize(7)
     table.auto_set_column_width(list(range(4)))
-  axis.set_title('Nearest tracks by item-tower |cosine|', fontsize=9)
+  axis.set_title('Nearest tracks by item-tower similarity', fontsize=9)
   figure.tight_layout()
   figure.savefig(path, dpi=100)
   plt.close(figure)

@@ -4,11 +4,13 @@ sampled tracks, and the embedding-based nearest tracks of the most popular track
 recall@k by the reference's definition: each positive test pair (label 1, user and track in the vocabularies) is
 ranked against `num_samples` tracks drawn without replacement from the track vocabulary (never the positive itself;
 fewer when the vocabulary is smaller), seeded, the same draws for every model; a hit at k when fewer than k sampled
-tracks score above it (ties count half). Scores: two_tower = |cosine| of the user and track vectors (the model's
-embed_users / embed_tracks signatures), popularity = the track's training listens, random = seeded uniform.
-Writes into its `report` artifact recall.json ({'models': {name: {'recall_at_<k>': ...}}, 'curve': {name: [recall@1
+tracks score above it (ties count half). Scores: two_tower = cosine of the user and track vectors (|cosine| for
+objective `cosine`; the model's embed_users / embed_tracks signatures), popularity = the track's training listens,
+random = seeded uniform. Full catalog (catalog_evaluation): every vocabulary track ranked per user, the user's
+training tracks left out: catalog_recall_at_<k>, catalog_ndcg_at_<k>.
+Writes into its `report` artifact recall.json ({'models': {name: {'recall_at_<k>': ..., 'catalog_...': ...}}, 'curve': {name: [recall@1
 .. @max_k]}, 'positives', 'samples_per_positive', 'vocabulary_tracks', 'nearest_tracks'}), recall_curve.png and
-nearest_tracks.csv (query track, rank, neighbour, |cosine|, their artists and tags).
+nearest_tracks.csv (query track, rank, neighbour, similarity, their artists and tags).
 """
 import csv
 import json
@@ -83,16 +85,17 @@ def catalog_evaluation(user_vectors: np.ndarray, track_vectors: np.ndarray, popu
 
 
 def nearest_tracks(track_vectors: np.ndarray, names: List[str], popularity: np.ndarray, describe: Dict[str, str],
-                   queries: int = 5, neighbours: int = 5) -> List[Dict[str, Any]]:
-  """The `neighbours` tracks of largest |cosine| to each of the `queries` most listened training tracks."""
+                   queries: int = 5, neighbours: int = 5, objective: str = 'cosine') -> List[Dict[str, Any]]:
+  """The `neighbours` tracks most similar (module.rank_scores: cosine, |cosine| for objective `cosine`) to each of
+  the `queries` most listened training tracks."""
   rows = []
   for query in np.argsort(-popularity, kind='stable')[:queries]:
-    similarity = np.abs(track_vectors @ track_vectors[query])
-    similarity[query] = -1.0
+    similarity = module.rank_scores(track_vectors[query][None], track_vectors, objective)[0]
+    similarity[query] = -np.inf
     for rank, other in enumerate(np.argsort(-similarity, kind='stable')[:neighbours], start=1):
       rows.append({'track': names[query], 'track_info': describe.get(names[query], ''), 'rank': rank,
                    'neighbour': names[other], 'neighbour_info': describe.get(names[other], ''),
-                   'abs_cosine': round(float(similarity[other]), 4)})
+                   'similarity': round(float(similarity[other]), 4)})
   return rows
 
 
@@ -159,7 +162,7 @@ def RecallEvaluator(  # pylint: disable=invalid-name
                                objective)
   for name in models:
     models[name].update(catalog[name])
-  nearest = nearest_tracks(track_vectors, names, popularity, describe)
+  nearest = nearest_tracks(track_vectors, names, popularity, describe, objective=objective)
   content = {'models': models, 'curve': curve, 'positives': len(positives), 'samples_per_positive': samples,
              'vocabulary_tracks': len(names), 'seed': seed, 'objective': objective, 'nearest_tracks': nearest}
   with tf.io.gfile.GFile(os.path.join(report.uri, RECALL_JSON), 'w') as f:
