@@ -29,7 +29,7 @@ from pipelines.sales_forecast.pipeline import SETTINGS, line_to_row
 # Variant name -> settings changed from the pipeline's SETTINGS.
 VARIANTS: Dict[str, Dict[str, Any]] = {
     'default': {},
-    'no_gru': {'gru_units': 0},
+    'gru': {'gru_units': 16},
     'scaled_loss': {'loss': 'scaled'},
     'no_regularization': {'l2': 0.0, 'dropout': 0.0},
     'epoch_selection': {'validation_months': 3},

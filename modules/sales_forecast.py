@@ -308,7 +308,8 @@ def build_model(anchor: str, n_categories: int, config: Dict[str, Any], n_relati
   anchor_input = keras.Input(shape=(1,), name=log_feature(anchor))
   regularizer = keras.regularizers.l2(float(config['l2']))
   steps = keras.layers.Concatenate(axis=-1)([
-      keras.layers.Reshape((DAYS, 1))(sequence['daily_relative']), keras.layers.Reshape((DAYS, 1))(sequence['sale_day']),
+      keras.layers.Reshape((DAYS, 1))(sequence['daily_relative']),
+      keras.layers.Reshape((DAYS, 1))(sequence['sale_day']),
       keras.layers.Embedding(8, 2, name='day_of_week_embedding')(sequence['day_of_week'])])
   mask = keras.layers.Lambda(lambda days: tf.cast(days, tf.bool), name='month_mask')(sequence['day_in_month'])
   parts = [relative, context, keras.layers.Flatten()(keras.layers.Embedding(
@@ -351,7 +352,7 @@ def fit(features: Dict[str, np.ndarray], log_labels: np.ndarray, months: np.ndar
   """Chooses the anchor on the training item-months, trains the correction with the last `validation_months`
   months held out and keeps the weights of the epoch with the lowest validation loss, the untrained (anchor-only)
   weights included; (model, {'anchor', 'best_epoch' (0 = the anchor alone), 'validation_loss', 'validation_mae'
-  (in bottles)})."""
+  (in bottles; on the training months when none is held out)})."""
   seed = int(config['seed'])
   keras.utils.set_random_seed(seed)
   tf.config.experimental.enable_op_determinism()
@@ -378,12 +379,13 @@ def fit(features: Dict[str, np.ndarray], log_labels: np.ndarray, months: np.ndar
     if loss < best['loss']:
       best = {'epoch': epoch, 'loss': loss, 'weights': model.get_weights()}
   model.set_weights(best['weights'])
-  validation_mae = (float(np.mean(np.abs(forecast_from_output(model.predict(validation, verbose=0)).numpy()
-                                         - np.expm1(log_labels[held].reshape(-1))))) if held.any() else np.nan)
-  logging.info('anchor %s, best epoch %d, validation loss %.4f, MAE %.2f', anchor, best['epoch'], best['loss'],
-               validation_mae)
-  return model, {'anchor': anchor, 'best_epoch': best['epoch'], 'validation_loss': float(best['loss']),
-                 'validation_mae': validation_mae}
+  scored = held if held.any() else ~held  # nothing held out: the training months (a finite score for the Tuner)
+  validation_mae = float(np.mean(np.abs(
+      forecast_from_output(model.predict(dataset(scored).batch(4096), verbose=0)).numpy()
+      - np.expm1(log_labels[scored].reshape(-1)))))
+  logging.info('anchor %s, kept epoch %d, validation MAE %.2f', anchor, best['epoch'], validation_mae)
+  return model, {'anchor': anchor, 'best_epoch': best['epoch'], 'validation_mae': validation_mae,
+                 'validation_loss': float(best['loss']) if held.any() else None}
 
 
 def training_data(file_pattern: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput

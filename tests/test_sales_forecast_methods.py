@@ -42,7 +42,8 @@ def test_mase_scale_and_metrics_by_hand():
 
 
 def test_item_with_a_gap_gets_zero_months_in_its_statistical_forecasts():
-  sales = [_sale(datetime.date(2022, 1, 3), 8), _sale(datetime.date(2022, 3, 1), 4), _sale(datetime.date(2022, 4, 1), 1)]
+  sales = [_sale(datetime.date(2022, 1, 3), 8), _sale(datetime.date(2022, 3, 1), 4),
+           _sale(datetime.date(2022, 4, 1), 1)]
   examples = dict((e[sf.MONTH], e) for _, e in sf.item_examples('1', sales, sf.month_index(
       datetime.date(2022, 4, 1)), eval_months=1))
   march = examples[202203]  # history [8, 0, 4]
@@ -119,3 +120,6 @@ def test_fit_keeps_the_anchor_when_training_does_not_improve_the_held_out_months
   assert chosen['best_epoch'] == 0 and chosen['validation_loss'] == pytest.approx(0.0, abs=1e-6)
   forecasts = sf.forecast_from_output(model.predict({k: features[k] for k in model.input_names}, verbose=0))
   np.testing.assert_allclose(forecasts.numpy(), 9.0, rtol=1e-5)
+  # Nothing held out: every epoch trains on every month, the last one is kept, the Tuner's score is the train MAE.
+  _, chosen = sf.fit(features, labels, months, 2, {**SETTINGS, 'gru_units': 4, 'epochs': 1, 'validation_months': 0})
+  assert chosen['best_epoch'] == 1 and chosen['validation_loss'] is None and np.isfinite(chosen['validation_mae'])

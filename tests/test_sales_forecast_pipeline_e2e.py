@@ -183,3 +183,25 @@ def test_too_many_rejected_rows_fail_the_run_naming_the_counts(run, tmp_path):
   assert summary['status'] == 'failed'
   assert 'more than max_rejected_fraction 0.10%' in summary['error']
   assert all(reason in summary['error'] for reason in sf.REASONS)
+
+
+def test_a_handicapped_model_loses_is_not_pushed_and_the_baseline_is_served(run, tmp_path):
+  """One epoch at a learning rate of 5 wrecks the correction: the best baseline must be the champion."""
+  out, shared = run
+  copy = tmp_path / 'runs' / 'sales_forecast'
+  copy.mkdir(parents=True)
+  shutil.copy(out / 'metadata.sqlite', copy / 'metadata.sqlite')  # examples and Transform come from the cache
+  assert main(['run', 'sales_forecast', '--data', SAMPLE, '--output', str(tmp_path / 'runs'), '--set', 'epochs=1',
+               '--set', 'learning_rate=5', '--set', 'tuning=off']) == 0
+  summary = json.loads((copy / 'summary.json').read_text())
+  baselines = {name: summary['metrics'][name]['mae'] for name in sf.BASELINES}
+  winner = min(baselines, key=baselines.get)
+  assert summary['metrics']['rnn']['mae'] > baselines[winner]
+  assert summary['champion']['winner'] == winner and summary['champion']['model_won'] is False
+  assert summary['blessed'] is False and summary['pushed_model'] is None and summary['data']['rows_scored'] == 0
+  with open(copy / 'forecasts.csv') as f:
+    rows = list(csv.DictReader(f))
+  _, score = _score_rows(shared)  # the same (cached) examples
+  assert {r['predicted_by'] for r in rows} == {winner}
+  assert {r['item_number']: float(r['forecast_bottles']) for r in rows} == pytest.approx(
+      {r[sf.KEY]: r[sf.BASELINES[winner]] for r in score})
