@@ -122,3 +122,22 @@ def test_attention_splits_only_the_incremental_part_of_each_conversion():
   assert per_campaign['b']['total_attention'] == pytest.approx(1.75) and per_campaign['b']['touches'] == 2
   assert {(r['journey_length'], r['touches_before_conversion']): r['mean_attention'] for r in positions} == {
       (2, 1): 0.25, (2, 0): 0.75, (1, 0): 1.0}
+
+
+@pytest.mark.parametrize('blessed,headline', [(True, 'removal'), (False, 'markov')])
+def test_campaign_report_headline_follows_the_champion(tmp_path, blessed, headline):
+  """The model's counterfactual credit is the headline only when the model won; otherwise the Markov removal
+  effect is, and every row says which method produced it."""
+  import csv  # pylint: disable=g-import-not-at-top
+  credit = {'removal': {'a': 0.3, 'b': 0.1, 'c': 0.0}, 'shapley': {'a': 0.25, 'b': 0.15, 'c': 0.0}}
+  content = campaign_report.write_report(str(tmp_path), JOURNEYS, None, {'a': 1.0, 'b': 0.5, 'c': 0.0}, 24.0,
+                                         credit, {'model_incremental_conversions': 0.4}, model_blessed=blessed)
+  assert content['attributed_by'] == headline == campaign_report.headline_method(blessed)
+  with open(tmp_path / campaign_report.REPORT_CSV) as f:
+    rows = list(csv.DictReader(f))
+  expected = content['methods'][headline]['attributed_conversions']
+  assert [(r['campaign'], r['attributed_by']) for r in rows] == [(c, headline) for c in ('a', 'b', 'c')]
+  assert [float(r['attributed_conversions']) for r in rows] == pytest.approx([expected.get(c, 0.0) for c in 'abc'],
+                                                                            abs=1e-6)  # 6 decimals in the CSV
+  assert [float(r['shapley']) for r in rows] == pytest.approx([0.25, 0.15, 0.0])
+  assert content['model_incremental_conversions'] == 0.4 and 'spearman' in content['methods']['removal']

@@ -53,7 +53,7 @@ REPORT_PLOT = 'campaign_report.png'
 POSITION_PLOT = 'attention_by_position.png'
 JOURNEY_SPLITS = ('train', 'eval', 'test')
 COUNTERFACTUAL_SUMS = 'counterfactual_sums.json'
-MODEL_HEADLINE = 'shapley'     # the counterfactual method that did best across both simulators (docs/attribution.md)
+MODEL_HEADLINE = 'removal'     # the counterfactual method that did best across both simulators (docs/attribution.md)
 BASELINE_HEADLINE = 'markov'
 
 

@@ -1,5 +1,6 @@
-"""Attribution pipeline: impressions -> journeys -> attention RNN, evaluated next to a logistic regression on
-campaign counts, and a campaign report of attention next to the classic baselines and the ground truth.
+"""Attribution pipeline: impressions -> journeys -> a conversion model (GRU, per-touch contributions), evaluated
+next to a logistic regression on campaign counts, and a campaign report of the model's counterfactual credit
+(removal effect, Shapley) and attention next to the classic baselines and the ground truth.
 
 CsvExampleGen (or BigQueryExampleGen) -> ExamplesBuilder(modules.attribution.build_examples) -> StatisticsGen
 -> SchemaGen -> ExampleValidator -> AnomaliesGate -> Transform (campaign vocabulary) -> Trainer -> Evaluator
