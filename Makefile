@@ -1,4 +1,5 @@
-# Two commands: `make run` (the CLV pipeline on full CDNOW) and `make test` (the whole suite).
+# Two commands: `make run` (the CLV pipeline on full CDNOW) and `make test` (the whole suite);
+# `make test-fast` skips the end-to-end and notebook tests.
 # Both create .venv with Python 3.10 on first use and install requirements.lock without resolution.
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
@@ -9,7 +10,7 @@ PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: run test bench notebook image lock clean-runs
+.PHONY: run test test-fast bench notebook image lock clean-runs
 
 $(VENV)/.installed: requirements.lock setup.py
 	@python310=$$(bash .ci/find_python310.sh) || { echo "$$python310" >&2; exit 1; }; \
@@ -24,6 +25,9 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m 'not e2e and not notebook' tests
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/clv_pipeline.py

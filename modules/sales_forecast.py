@@ -1,20 +1,23 @@
-"""Sales forecast module file: item-month examples from invoice lines, preprocessing, the GRU and its evaluation.
+"""Sales forecast module file: item-month examples from invoice lines, preprocessing, the model and its evaluation.
 
 Read top to bottom: build_examples (Beam, used by ExamplesBuilder) -> preprocessing_fn (Transform)
--> run_fn (Trainer) -> eval_config (Evaluator).
+-> tuner_fn (Tuner) -> run_fn (Trainer) -> eval_config (Evaluator).
 
 Input rows: the columns of the Iowa liquor sales table (COLUMNS), as strings (CSV lines read as text, or a
 BigQuery query that already sums bottles per item and day) or as numbers. Per item, bottles are summed per
 day; one example per item and month holds that month's daily sequence (day of month 1..31, masked outside
-the month), item features, history totals and the three practitioner baselines; the label is the item's
+the month), item features, history totals, six baseline forecasts and the MASE scale; the label is the item's
 total in the NEXT month. Months up to the evaluation window -> `train`, the last `eval_months` labelled
 months -> `eval`, the latest month (no label yet) -> `score`.
 """
 import calendar
 import datetime
+import json
+import os
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 import apache_beam as beam
+import keras_tuner
 import numpy as np
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
@@ -22,10 +25,13 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 from google.protobuf import wrappers_pb2
+from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+from pipelines import tuning
 from pipelines.components.examples_builder import BuiltExamples
 from pipelines.parsing import parse_finite_float
+from pipelines.sales_forecast import methods
 
 COLUMNS = ['date', 'store_number', 'item_number', 'item_description', 'category_name', 'vendor_name', 'pack',
            'bottle_volume_ml', 'state_bottle_cost', 'state_bottle_retail', 'bottles_sold']
@@ -53,9 +59,16 @@ SEQUENCE = ['daily_bottles', 'sale_day', 'day_in_month', 'day_of_week']
 HISTORY = ['month_total', 'prev_month_1_total', 'prev_month_2_total', 'prev_month_3_total', 'last_year_total']
 # Baseline forecasts of the label: name in summary.json -> feature holding it.
 BASELINES = {'naive': 'naive_forecast', 'seasonal_naive': 'seasonal_naive_forecast',
-             'moving_average': 'moving_average_forecast'}
-VOCABULARY_FEATURES = ['item_number', 'category_name', 'vendor_name']
+             'moving_average': 'moving_average_forecast', 'exponential_smoothing': 'exponential_smoothing_forecast',
+             'croston': 'croston_forecast', 'tsb': 'tsb_forecast'}
+# Per example: mean absolute in-sample seasonal-naive error of the item up to its month (the MASE denominator).
+MASE_SCALE = 'mase_scale'
+SES_ALPHAS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)  # exponential smoothing: alpha chosen per item and origin
+CROSTON_ALPHA = 0.1                           # the usual smoothing constant of intermittent-demand methods
+TSB_ALPHA, TSB_BETA = 0.1, 0.2                # size and occurrence smoothing of TSB
 SLICE_FEATURE = 'category_name'
+TUNING_VALIDATION_MONTHS = 3  # the last train months each Tuner trial is scored on
+TRAINING_FILE = 'training.json'  # in the Trainer's model_run: values trained with, anchor, kept epoch
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -174,12 +187,22 @@ def item_examples(item_number: str, sales: Iterable[Sale], last_month: int, eval
         BASELINES['naive']: history[0],
         BASELINES['seasonal_naive']: totals.get(index - 11, 0.0) if has_last_year else history[0],
         BASELINES['moving_average']: sum(recent) / len(recent),
+        **statistical_forecasts([totals.get(m, 0.0) for m in range(first, index + 1)]),
     }
     offset = last_month - index
     if offset == 0:
       yield 'score', example
     else:
       yield 'eval' if offset <= eval_months else 'train', {**example, LABEL: totals.get(index + 1, 0.0)}
+
+
+def statistical_forecasts(history: List[float]) -> Dict[str, float]:
+  """Exponential smoothing, Croston and TSB forecasts and the MASE scale, from the item's monthly totals since its
+  first month up to the origin (see pipelines.sales_forecast.methods)."""
+  return {BASELINES['exponential_smoothing']: methods.fitted_exponential_smoothing(history, SES_ALPHAS),
+          BASELINES['croston']: methods.croston(history, CROSTON_ALPHA),
+          BASELINES['tsb']: methods.tsb(history, TSB_ALPHA, TSB_BETA),
+          MASE_SCALE: methods.mase_scale(history)}
 
 
 def _parse_or_reject(row: Dict[str, Any]):
@@ -216,79 +239,156 @@ def build_examples(rows: beam.PCollection, params: Dict[str, Any]) -> BuiltExamp
 
 
 # ---------------------------------------------------------------------------------------------------
-# preprocessing_fn (Transform): full-pass scaling and vocabularies
+# preprocessing_fn (Transform): per-item scale normalisation (no full pass needed) and the category vocabulary
 # ---------------------------------------------------------------------------------------------------
 
 def _column(tensor: tf.Tensor) -> tf.Tensor:
   return tf.reshape(tf.cast(tensor, tf.float32), [-1, 1])
 
 
+def log_feature(baseline: str) -> str:
+  """The transformed feature holding log1p of a baseline's forecast (the model's anchor is one of them)."""
+  return f'log_{baseline}'
+
+
+def scaled_features(inputs: Dict[str, Any]) -> Dict[str, tf.Tensor]:
+  """The model's numeric inputs, every one scaled by the item itself, with plain TF ops (no analyzer), so that
+  Transform and the benchmark compute the same: `level` = log1p(3-month moving average), the item's size;
+  `relative` = log1p(history totals and baselines) - level; daily bottles relative to the level's daily mean;
+  log1p of each baseline (the anchor candidates); context (month of the forecast, history length, price, pack)."""
+  level = tf.math.log1p(_column(inputs[BASELINES['moving_average']]))
+  logs = {name: tf.math.log1p(_column(inputs[feature])) for name, feature in BASELINES.items()}
+  relative = tf.concat([tf.math.log1p(_column(inputs[name])) - level for name in HISTORY]
+                       + [logs[name] - level for name in BASELINES], axis=1)
+  daily = tf.cast(inputs['daily_bottles'], tf.float32)
+  mean_daily = (tf.math.expm1(level) + 1.0) / 30.0
+  month_of_year = tf.one_hot(tf.reshape(tf.cast(inputs['forecast_month_of_year'], tf.int64), [-1]) - 1, 12)
+  context = tf.concat([month_of_year, _column(inputs['has_last_year']), _column(inputs['history_months']) / 12.0,
+                       level / 8.0, tf.math.log(_column(inputs['state_bottle_retail']) + 1.0) / 5.0,
+                       tf.math.log(_column(inputs['pack'])) / 5.0], axis=1)
+  return {'level': level, 'relative': relative, 'context': context,
+          'daily_relative': tf.math.log1p(daily / mean_daily),
+          'sale_day': tf.cast(inputs['sale_day'], tf.float32),
+          'day_in_month': tf.cast(inputs['day_in_month'], tf.int64),
+          'day_of_week': tf.cast(inputs['day_of_week'], tf.int64),
+          **{log_feature(name): value for name, value in logs.items()}}
+
+
 def preprocessing_fn(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-  """z-score of log1p bottles (daily sequence, history totals, baselines), min-max of log pack, volume and
-  prices, vocabularies of item, category and vendor, one-hot month of the forecast; label -> log1p(label)."""
-  outputs = {
-      'daily_bottles': tft.scale_to_z_score(tf.math.log1p(tf.cast(inputs['daily_bottles'], tf.float32))),
-      'sale_day': tf.cast(inputs['sale_day'], tf.float32),
-      'day_in_month': tf.cast(inputs['day_in_month'], tf.int64),
-      'day_of_week': tf.cast(inputs['day_of_week'], tf.int64),
-      'has_last_year': _column(inputs['has_last_year']),
-      'history_months': _column(inputs['history_months']) / 12.0,
-      'forecast_month_of_year': tf.one_hot(tf.reshape(tf.cast(inputs['forecast_month_of_year'], tf.int64), [-1]) - 1,
-                                           12),
-      # Not model inputs: they order the training data (training_data).
-      KEY: tf.reshape(inputs[KEY], [-1]),
-      MONTH: tf.reshape(inputs[MONTH], [-1]),
-  }
-  for name in HISTORY + list(BASELINES.values()):
-    outputs[name] = tft.scale_to_z_score(tf.math.log1p(_column(inputs[name])))
-  for name in NUMERIC_ATTRIBUTES:
-    outputs[name] = tft.scale_by_min_max(tf.math.log(_column(inputs[name])))
-  for name in VOCABULARY_FEATURES:
-    outputs[f'{name}_id'] = tft.compute_and_apply_vocabulary(
-        tf.reshape(inputs[name], [-1]), num_oov_buckets=1, vocab_filename=name)
+  """scaled_features, the category vocabulary, item and month (to order the training data, not model inputs)
+  and label -> log1p(label)."""
+  outputs = scaled_features(inputs)
+  outputs['category_name_id'] = tft.compute_and_apply_vocabulary(
+      tf.reshape(inputs[SLICE_FEATURE], [-1]), num_oov_buckets=1, vocab_filename=SLICE_FEATURE)
+  outputs[KEY] = tf.reshape(inputs[KEY], [-1])
+  outputs[MONTH] = tf.reshape(inputs[MONTH], [-1])
   if LABEL in inputs:
     outputs[LABEL] = tf.math.log1p(_column(inputs[LABEL]))
   return outputs
 
 
 # ---------------------------------------------------------------------------------------------------
-# run_fn (Trainer): masked GRU over the daily sequence + item and history features
+# run_fn (Trainer): a correction of the best baseline in log space, from a masked GRU and the scaled features
 # ---------------------------------------------------------------------------------------------------
 
-DENSE_FEATURES = (HISTORY + list(BASELINES.values()) + NUMERIC_ATTRIBUTES
-                  + ['has_last_year', 'history_months', 'forecast_month_of_year'])
+SEQUENCE_INPUTS = ['daily_relative', 'sale_day', 'day_in_month', 'day_of_week']
+MODEL_INPUTS = SEQUENCE_INPUTS + ['relative', 'context', 'category_name_id']
 
 
-def build_model(vocabulary_sizes: Dict[str, int], gru_units: int, hidden_units: List[int], dropout: float,
-                output_bias: float) -> keras.Model:
-  """GRU over days 1..31 (bottles, sale flag, day-of-week embedding; masked outside the month) concatenated
-  with item/category/vendor embeddings and the dense features -> Dense layers -> log1p(next month's bottles)."""
-  sequence_inputs = {name: keras.Input(shape=(DAYS,), name=name, dtype='int64' if name in ('day_in_month',
-                                                                                              'day_of_week')
-                                       else 'float32') for name in SEQUENCE}
-  dense_inputs = {name: keras.Input(shape=(12 if name == 'forecast_month_of_year' else 1,), name=name)
-                  for name in DENSE_FEATURES}
-  id_inputs = {name: keras.Input(shape=(), name=f'{name}_id', dtype='int64') for name in VOCABULARY_FEATURES}
-  day_of_week = keras.layers.Embedding(8, 3, name='day_of_week_embedding')(sequence_inputs['day_of_week'])
+def build_model(anchor: str, n_categories: int, config: Dict[str, Any], n_relative: int, n_context: int
+                ) -> keras.Model:
+  """log1p(forecast) = log1p(anchor baseline's forecast) + correction. The correction comes from a GRU over the
+  month's days (masked outside the month), the relative history, the context and a category embedding, through
+  one hidden layer into a zero-initialised output: an untrained model forecasts exactly the anchor."""
+  sequence = {name: keras.Input(shape=(DAYS,), name=name, dtype='int64' if name in ('day_in_month', 'day_of_week')
+                                else 'float32') for name in SEQUENCE_INPUTS}
+  relative = keras.Input(shape=(n_relative,), name='relative')
+  context = keras.Input(shape=(n_context,), name='context')
+  category = keras.Input(shape=(), name='category_name_id', dtype='int64')
+  anchor_input = keras.Input(shape=(1,), name=log_feature(anchor))
+  regularizer = keras.regularizers.l2(float(config['l2']))
   steps = keras.layers.Concatenate(axis=-1)([
-      keras.layers.Reshape((DAYS, 1))(sequence_inputs['daily_bottles']),
-      keras.layers.Reshape((DAYS, 1))(sequence_inputs['sale_day']), day_of_week])
-  mask = keras.layers.Lambda(lambda days: tf.cast(days, tf.bool), name='month_mask')(sequence_inputs['day_in_month'])
-  encoded = keras.layers.GRU(gru_units, name='daily_gru')(steps, mask=mask)
-  embeddings = [keras.layers.Embedding(size, 8 if name == KEY else 4, name=f'{name}_embedding')(id_inputs[name])
-                for name, size in sorted(vocabulary_sizes.items())]
-  x = keras.layers.Concatenate()([encoded] + embeddings + [dense_inputs[name] for name in DENSE_FEATURES])
-  for units in hidden_units:
-    x = keras.layers.Dense(units, activation='relu')(x)
-    x = keras.layers.Dropout(dropout)(x)
-  output = keras.layers.Dense(1, name='log1p_forecast', bias_initializer=keras.initializers.Constant(output_bias))(x)
-  return keras.Model(inputs={**sequence_inputs, **dense_inputs, **{f'{n}_id': t for n, t in id_inputs.items()}},
-                     outputs=output)
+      keras.layers.Reshape((DAYS, 1))(sequence['daily_relative']), keras.layers.Reshape((DAYS, 1))(sequence['sale_day']),
+      keras.layers.Embedding(8, 2, name='day_of_week_embedding')(sequence['day_of_week'])])
+  mask = keras.layers.Lambda(lambda days: tf.cast(days, tf.bool), name='month_mask')(sequence['day_in_month'])
+  parts = [relative, context, keras.layers.Flatten()(keras.layers.Embedding(
+      n_categories, 3, embeddings_regularizer=regularizer, name='category_embedding')(category))]
+  if int(config['gru_units']):
+    parts.append(keras.layers.GRU(int(config['gru_units']), kernel_regularizer=regularizer, name='daily_gru')(
+        steps, mask=mask))
+  x = keras.layers.Concatenate()(parts)
+  for units in [int(u) for u in str(config['hidden_units']).split(',') if u]:
+    x = keras.layers.Dense(units, activation='relu', kernel_regularizer=regularizer)(x)
+    x = keras.layers.Dropout(float(config['dropout']))(x)
+  correction = keras.layers.Dense(1, kernel_initializer='zeros', name='log_correction')(x)
+  output = keras.layers.Add(name='log1p_forecast')([anchor_input, correction])
+  return keras.Model(inputs={**sequence, 'relative': relative, 'context': context, 'category_name_id': category,
+                             log_feature(anchor): anchor_input}, outputs=output)
+
+
+def choose_anchor(features: Dict[str, np.ndarray], log_labels: np.ndarray) -> str:
+  """The baseline with the smallest MAE in bottles on the given (training) item-months."""
+  labels = np.expm1(log_labels.reshape(-1))
+  errors = {name: float(np.mean(np.abs(np.expm1(features[log_feature(name)].reshape(-1)) - labels)))
+            for name in BASELINES}
+  return min(errors, key=errors.get)
+
+
+def _loss(kind: str):
+  """'log': MAE of log1p(bottles), scale-free (a 10% miss costs a small item what it costs a large one) and
+  minimised by the conditional median, which also minimises MAE in bottles; 'scaled': MAE in bottles divided by
+  the item's level + 1 (a MASE-like weight)."""
+  if kind == 'log':
+    return keras.losses.MeanAbsoluteError()
+
+  def scaled(y_true, y_pred):
+    return tf.reduce_mean(tf.abs(tf.math.expm1(y_pred) - tf.math.expm1(y_true)) / (tf.math.expm1(y_true) + 1.0))
+  return scaled
+
+
+def fit(features: Dict[str, np.ndarray], log_labels: np.ndarray, months: np.ndarray, n_categories: int,
+        config: Dict[str, Any]) -> Tuple[keras.Model, Dict[str, Any]]:
+  """Chooses the anchor on the training item-months, trains the correction with the last `validation_months`
+  months held out and keeps the weights of the epoch with the lowest validation loss, the untrained (anchor-only)
+  weights included; (model, {'anchor', 'best_epoch' (0 = the anchor alone), 'validation_loss', 'validation_mae'
+  (in bottles)})."""
+  seed = int(config['seed'])
+  keras.utils.set_random_seed(seed)
+  tf.config.experimental.enable_op_determinism()
+  anchor = choose_anchor(features, log_labels)
+  distinct, n_held = np.unique(months), int(config['validation_months'])
+  # Held out only while months remain to train on; else every epoch is trained and the last one kept.
+  held = months >= distinct[-n_held] if 0 < n_held < len(distinct) else np.zeros(len(months), bool)
+  inputs = SEQUENCE_INPUTS + ['relative', 'context', 'category_name_id', log_feature(anchor)]
+
+  def dataset(rows):
+    return tf.data.Dataset.from_tensor_slices(({k: features[k][rows] for k in inputs}, log_labels[rows]))
+
+  model = build_model(anchor, n_categories, config, features['relative'].shape[1], features['context'].shape[1])
+  # The held-out loss without the L2 penalty (a metric), so that the anchor-only weights compete on error alone.
+  model.compile(optimizer=keras.optimizers.Adam(float(config['learning_rate'])), loss=_loss(config['loss']),
+                metrics=[_loss(config['loss'])])
+  train = dataset(~held).shuffle(int((~held).sum()), seed=seed).batch(int(config['batch_size']))
+  validation = dataset(held).batch(4096) if held.any() else None
+  best = {'epoch': 0, 'loss': model.evaluate(validation, verbose=0)[1] if validation else np.inf,
+          'weights': model.get_weights()}
+  for epoch in range(1, int(config['epochs']) + 1):
+    model.fit(train, epochs=1, verbose=0)
+    loss = model.evaluate(validation, verbose=0)[1] if validation else -epoch
+    if loss < best['loss']:
+      best = {'epoch': epoch, 'loss': loss, 'weights': model.get_weights()}
+  model.set_weights(best['weights'])
+  validation_mae = (float(np.mean(np.abs(forecast_from_output(model.predict(validation, verbose=0)).numpy()
+                                         - np.expm1(log_labels[held].reshape(-1))))) if held.any() else np.nan)
+  logging.info('anchor %s, best epoch %d, validation loss %.4f, MAE %.2f', anchor, best['epoch'], best['loss'],
+               validation_mae)
+  return model, {'anchor': anchor, 'best_epoch': best['epoch'], 'validation_loss': float(best['loss']),
+                 'validation_mae': validation_mae}
 
 
 def training_data(file_pattern: List[str], data_accessor, tf_transform_output: tft.TFTransformOutput
-                  ) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
-  """The transformed train split in memory, sorted by item and month, without them: (features, labels).
+                  ) -> Tuple[Dict[str, np.ndarray], np.ndarray, np.ndarray]:
+  """The transformed train split in memory, sorted by item and month: (features, log1p labels, months).
 
   The order makes training independent of the order Beam wrote the files in."""
   dataset = data_accessor.tf_dataset_factory(
@@ -297,8 +397,9 @@ def training_data(file_pattern: List[str], data_accessor, tf_transform_output: t
   batches = list(dataset.as_numpy_iterator())
   features = {name: np.concatenate([batch[name] for batch, _ in batches]) for name in batches[0][0]}
   labels = np.concatenate([label for _, label in batches])
-  order = np.lexsort((features.pop(MONTH), features.pop(KEY)))
-  return {name: values[order] for name, values in features.items()}, labels[order]
+  order = np.lexsort((features[MONTH], features.pop(KEY)))
+  months = features.pop(MONTH)[order]
+  return {name: values[order] for name, values in features.items()}, labels[order], months
 
 
 def forecast_from_output(model_output: tf.Tensor) -> tf.Tensor:
@@ -308,7 +409,7 @@ def forecast_from_output(model_output: tf.Tensor) -> tf.Tensor:
 
 def _serving_fn(model: keras.Model, tf_transform_output: tft.TFTransformOutput):
   """serving_default: serialized raw tf.Examples -> forecast_bottles (through the same Transform graph) and the
-  three baseline forecasts (read from the examples), so TFMA scores all four as outputs of one model."""
+  baselines' forecasts (read from the examples), so TFMA scores them all as outputs of one model."""
   model.tft_layer = tf_transform_output.transform_features_layer()
   raw_feature_spec = tf_transform_output.raw_feature_spec()
   raw_feature_spec.pop(LABEL)
@@ -324,35 +425,55 @@ def _serving_fn(model: keras.Model, tf_transform_output: tft.TFTransformOutput):
   return serve
 
 
-def run_fn(fn_args) -> None:
-  """Trains the GRU with mean absolute error on log1p(bottles) and saves a Keras-2 SavedModel.
+def search_space() -> keras_tuner.HyperParameters:
+  """The Tuner's space: the correction network's width and regularisation and the learning rate."""
+  hp = keras_tuner.HyperParameters()
+  hp.Choice('hidden_units', ['16', '32', '64'])
+  hp.Choice('l2', [1e-5, 1e-4, 1e-3])
+  hp.Choice('dropout', [0.1, 0.2, 0.3])
+  hp.Choice('learning_rate', [0.001, 0.003, 0.01])
+  return hp
 
-  Loss: MAE in log1p space. It is scale-free (a 10% miss costs a small item what it costs a large one, so
-  large items do not swamp small ones) and its minimiser, the conditional median, is also the forecast
-  that minimises MAE in bottles, because the median commutes with the monotone log1p.
-  """
-  config = fn_args.custom_config
-  seed = int(config['seed'])
-  keras.utils.set_random_seed(seed)
-  tf.config.experimental.enable_op_determinism()
+
+def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
+  """A seeded random search (pipelines.tuning) of `tuning_trials` trials; each fits the model on the train split
+  with half the epochs and scores its MAE in bottles on the last TUNING_VALIDATION_MONTHS train months, so that
+  the eval split stays untouched for the champion gate."""
+  config = dict(fn_args.custom_config)
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+  features, labels, months = training_data(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
+  n_categories = tf_transform_output.vocabulary_size_by_name(SLICE_FEATURE) + 1
+
+  def build_and_score(hp: keras_tuner.HyperParameters) -> float:
+    trial = {**config, **hp.values, 'epochs': max(1, int(config['epochs']) // 2),
+             'validation_months': TUNING_VALIDATION_MONTHS}
+    return fit(features, labels, months, n_categories, trial)[1]['validation_mae']
+
+  tuner = tuning.make_tuner(build_and_score, search_space(), 'validation_mae', 'min',
+                            int(config['tuning_trials']), int(config['seed']), fn_args.working_dir)
+  return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})
+
+
+def run_fn(fn_args) -> None:
+  """Trains the baseline-anchored model (fit) on the train split, with the Tuner's best values when it ran, and
+  saves a Keras-2 SavedModel whose serving signature also returns every baseline's forecast."""
+  config = tuning.tuned_values(fn_args, fn_args.custom_config)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-  features, labels = training_data(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
-  logging.info('Training on %d item-months; median log1p label %.3f', len(labels), float(np.median(labels)))
-  vocabulary_sizes = {name: tf_transform_output.vocabulary_size_by_name(name) + 1 for name in VOCABULARY_FEATURES}
-  train = (tf.data.Dataset.from_tensor_slices((features, labels))
-           .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-           .batch(int(config['batch_size'])))
-  model = build_model(vocabulary_sizes, int(config['gru_units']),
-                      [int(u) for u in str(config['hidden_units']).split(',') if u], float(config['dropout']),
-                      float(np.median(labels)))
-  model.compile(optimizer=keras.optimizers.Adam(float(config['learning_rate'])), loss='mae')
-  model.fit(train, epochs=int(config['epochs']), verbose=2)
+  features, labels, months = training_data(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
+  logging.info('Training on %d item-months', len(labels))
+  model, chosen = fit(features, labels, months, tf_transform_output.vocabulary_size_by_name(SLICE_FEATURE) + 1,
+                      config)
+  # The values trained with (the Tuner's best ones included), the anchor and the kept epoch, for the report.
+  tf.io.gfile.makedirs(fn_args.model_run_dir)
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_FILE), 'w') as f:
+    json.dump({'hyperparameters': {k: v for k, v in config.items() if k != 'code_version'}, **chosen}, f,
+              sort_keys=True)
   model.save(fn_args.serving_model_dir, save_format='tf',
              signatures={'serving_default': _serving_fn(model, tf_transform_output)})
 
 
 # ---------------------------------------------------------------------------------------------------
-# eval_config (Evaluator): the GRU and the three baselines on the same eval item-months
+# eval_config (Evaluator): the model and every baseline on the same eval item-months
 # ---------------------------------------------------------------------------------------------------
 
 def _metrics() -> List[tfma.MetricConfig]:
@@ -361,12 +482,12 @@ def _metrics() -> List[tfma.MetricConfig]:
 
 
 def eval_config(max_mae_increase: float) -> tfma.EvalConfig:
-  """MAE, RMSE, mean label/prediction of the GRU (output forecast_bottles) and of the naive, seasonal-naive and
-  moving-average forecasts (the serving signature's other outputs), on the same examples, overall and by category.
+  """MAE, RMSE, mean label/prediction of the model (output forecast_bottles) and of every baseline's forecast (the
+  serving signature's other outputs), on the same examples, overall and by category.
 
   Blessing: at least one eval example and an MAE at most `max_mae_increase` (relative) above the latest blessed
-  model's on the same examples. TFMA cannot gate one output against another, so whether the GRU beats the
-  baselines is reported (summary `data.rnn_mae_over_best_baseline`), not gated.
+  model's on the same examples. TFMA cannot gate one output against another: the pipeline's ChampionGate
+  (pipelines.champion) then blesses the model only if its MAE is below every baseline's.
   """
   overall = [tfma.SlicingSpec()]
   gates = {

@@ -6,6 +6,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pipelines.attribution import pipeline as attribution
 from pipelines.batch_inference import pipeline as batch_inference
+from pipelines.clv import backtest as clv_backtest
 from pipelines.clv import pipeline as clv
 from pipelines.recommender import pipeline as recommender
 from pipelines.sales_forecast import pipeline as sales_forecast
@@ -48,9 +49,11 @@ class UseCase:
   # (settings, artifact(node_id, output_key), predictions csv, output dir) -> report.ReportExtras: extra
   # outputs {name: path} (PNG plots are shown in report.md), metrics per model and data counts
   report_extras: Optional[Callable[..., Any]] = None
-  # (CLI args, settings, run_use_case(name)) -> (data URI, settings): resolves flags such as --model / --from
+  # (CLI args, settings, run_use_case(name), required_columns(name)) -> (data URI, settings): resolves flags such as --model / --from
   # into settings before create_pipeline (which stays pure wiring); ValueError for a user error
   prepare: Optional[Callable[..., Tuple[str, Dict[str, Any]]]] = None
+  # (data, cut, horizon days, output, --set list, run_pipeline(argv), terminal) -> exit code: `backtest USE_CASE`
+  backtest: Optional[Callable[..., int]] = None
   # (metric key, title) rows of report.md's metrics table
   reported_metrics: Sequence[Tuple[str, str]] = (
       ('example_count', 'examples'), ('mean_absolute_error', 'MAE'), ('root_mean_squared_error', 'RMSE'),
@@ -73,7 +76,8 @@ USE_CASES: Dict[str, UseCase] = {
         setting_choices=clv.SETTING_CHOICES,
         reported_models={'dnn': ('candidate', 'predicted_value', ''), 'btyd': ('candidate', 'predicted_value', 'btyd'),
                          'baseline': ('candidate', 'mean_baseline', '')},
-        report_extras=clv.report_extras),
+        report_extras=clv.report_extras,
+        backtest=clv_backtest.run),
     'attribution': UseCase(
         name='attribution',
         description='Campaign attribution: attention RNN over journeys vs last touch, linear, Markov, ...',

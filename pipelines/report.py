@@ -10,10 +10,10 @@ import shutil
 from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow as tf
-from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipelines import beam_io
+from pipelines import artifacts, beam_io, tuning
+from pipelines import champion as champion_rule
 from pipelines.components.examples_builder import REJECTED_PREFIX
 from pipelines.components.predictions_export import PREDICTIONS_PREFIX
 
@@ -52,10 +52,7 @@ def _custom(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
 
 def latest_run(metadata_path: str, pipeline_name: str) -> Dict[str, NodeRun]:
   """Node id -> NodeRun for the most recent run of `pipeline_name` recorded in the sqlite store."""
-  config = metadata_store_pb2.ConnectionConfig()
-  config.sqlite.filename_uri = metadata_path
-  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-  store = metadata_store.MetadataStore(config)
+  store = artifacts.metadata_store(metadata_path)
   pipeline_context = store.get_context_by_type_and_name('pipeline', pipeline_name)
   if pipeline_context is None:
     return {}
@@ -200,7 +197,11 @@ def build_summary(use_case, nodes: Dict[str, NodeRun], output_dir: str, runner: 
     if _decile_plot(metrics, plot_path):
       outputs['decile_plot'] = plot_path
 
-  blessing = _output(nodes, 'Evaluator', 'blessing')
+  gate_blessing = _output(nodes, 'ChampionGate', 'blessing')
+  blessing = gate_blessing if gate_blessing is not None else _output(nodes, 'Evaluator', 'blessing')
+  chosen = champion_rule.read(gate_blessing.uri) if gate_blessing is not None else None
+  tuner_results = _output(nodes, 'Tuner', 'tuner_results')
+  best_hyperparameters = _output(nodes, 'Tuner', 'best_hyperparameters')
   pushed = _output(nodes, 'Pusher', 'pushed_model')
   predictions = next((p for p in (_output(nodes, node_id, 'predictions') for node_id in PREDICTION_NODES)
                       if p is not None), None)
@@ -230,6 +231,9 @@ def build_summary(use_case, nodes: Dict[str, NodeRun], output_dir: str, runner: 
       'data': data,
       'metrics': metrics,
       'metrics_change_vs_blessed': changes,
+      'champion': chosen.to_dict() if chosen is not None else None,
+      'tuning': (tuning.read_results(tuner_results.uri, best_hyperparameters.uri if best_hyperparameters else None)
+                 if tuner_results is not None else None),
       'blessed': bool(_custom(blessing, 'blessed')) if blessing is not None else None,
       'blessing_failures': validation_failures(evaluation.uri) if evaluation is not None else [],
       'pushed_model': (_custom(pushed, 'pushed_destination') if pushed is not None and _custom(pushed, 'pushed')
@@ -239,9 +243,33 @@ def build_summary(use_case, nodes: Dict[str, NodeRun], output_dir: str, runner: 
   }
 
 
+def _champion_line(chosen: Dict[str, Any]) -> str:
+  """report.md's first fact: which model's predictions are the output, and why."""
+  values = ', '.join(f'{name} {"n/a" if v is None else f"{v:.4g}"}' for name, v in chosen['values'].items())
+  if chosen['model_won']:
+    verdict = f'**Champion: the model `{chosen["model"]}`**: it beats every baseline'
+  else:
+    verdict = (f'**Champion: the baseline `{chosen["winner"]}`**: the model `{chosen["model"]}` does not beat it, '
+               'so it is not pushed and the outputs hold the baseline\'s predictions')
+  direction = 'higher is better' if chosen['higher_is_better'] else 'lower is better'
+  return f'{verdict} on {chosen["metric"]} ({direction}; {values}).'
+
+
+def _tuning_lines(tuned: Dict[str, Any]) -> List[str]:
+  """report.md's tuning section: the chosen values and every trial's objective."""
+  lines = ['## Tuning', '', f'- chosen: {", ".join(f"{k}={v}" for k, v in tuned["best"].items()) or "n/a"}', '',
+           '| trial | objective | values |', '|---|---|---|']
+  for trial in tuned['trials']:
+    values = ', '.join(f'{k}={v}' for k, v in trial.items() if k not in ('trial_id', 'score'))
+    lines.append(f'| {trial.get("trial_id")} | {trial.get("score", float("nan")):.4g} | {values} |')
+  return lines + ['']
+
+
 def _markdown(summary: Dict[str, Any], reported_metrics: List[Tuple[str, str]]) -> str:
   lines = [f'# {summary["pipeline"]}: {summary["status"]}', '',
            f'Runner: {summary["runner"]}; wall time {summary["wall_seconds"]:.0f} s.', '']
+  if summary.get('champion'):
+    lines += [_champion_line(summary['champion']), '']
   if summary['error']:
     lines += ['## Error', '', '```', summary['error'], '```', '']
   data = summary['data']
@@ -269,6 +297,8 @@ def _markdown(summary: Dict[str, Any], reported_metrics: List[Tuple[str, str]]) 
   plots = [path for name, path in summary['outputs'].items() if path.endswith('.png') and name != 'decile_plot']
   if plots:
     lines += ['## Plots', ''] + [f'![{os.path.basename(p)}]({os.path.basename(p)})' for p in plots] + ['']
+  if summary.get('tuning'):
+    lines += _tuning_lines(summary['tuning'])
   lines += ['## Model', '', f'- blessed: {summary["blessed"]}']
   lines += [f'  - not blessed: {failure}' for failure in summary['blessing_failures']]
   lines += [f'- pushed to: {summary["pushed_model"]}', '',

@@ -1,7 +1,7 @@
 """Pipeline wiring every use case shares: data validation that stops the run, the latest blessed model as
 the Evaluator's baseline, and pushing a blessed model. Each use case's create_pipeline stays readable top
 to bottom and spells out only what is its own."""
-from typing import Any, Dict, NamedTuple, Sequence
+from typing import Any, Dict, NamedTuple, Optional, Sequence
 
 from tfx import v1 as tfx
 from tfx.dsl.components.base.base_component import BaseComponent
@@ -55,7 +55,6 @@ def pusher(model: tfx.dsl.Channel, blessing: tfx.dsl.Channel, serving_dir: str) 
           filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_dir)))
 
 
-
 def transform(module: str, examples: tfx.dsl.Channel, validation: DataValidation, version: str) -> BaseComponent:
   """Transform with `<module>.preprocessing_fn`, analyzed on `train` and applied to `train` and `eval`, after
   the validation gate (`version`: the module code's hash, so a code change re-runs it)."""
@@ -67,15 +66,31 @@ def transform(module: str, examples: tfx.dsl.Channel, validation: DataValidation
   return component
 
 
+def tuner(module: str, transform_component: BaseComponent, schema: tfx.dsl.Channel, custom_config: Dict[str, Any],
+          version: str) -> BaseComponent:
+  """TFX's Tuner with `<module>.tuner_fn` (see pipelines.tuning) on the transformed `train` split, scored on
+  `eval`; `custom_config` (the search's settings: trials, seed, defaults) and the code version reach tuner_fn."""
+  return tfx.components.Tuner(
+      tuner_fn=f'{module}.tuner_fn',
+      examples=transform_component.outputs['transformed_examples'],
+      transform_graph=transform_component.outputs['transform_graph'],
+      schema=schema,
+      train_args=tfx.proto.TrainArgs(splits=['train']),
+      eval_args=tfx.proto.EvalArgs(splits=['eval']),
+      custom_config={**custom_config, 'code_version': version})
+
+
 def trainer(module: str, transform_component: BaseComponent, schema: tfx.dsl.Channel, hyperparameters: Dict[str, Any],
-            version: str) -> BaseComponent:
+            version: str, tuned: Optional[BaseComponent] = None) -> BaseComponent:
   """Trainer with `<module>.run_fn` on the transformed `train` split (`eval` for validation); the
-  hyperparameters and the code version reach run_fn as custom_config."""
+  hyperparameters and the code version reach run_fn as custom_config, and the best values of `tuned` (a Tuner),
+  when given, as fn_args.hyperparameters (pipelines.tuning.tuned_values merges them)."""
   return tfx.components.Trainer(
       run_fn=f'{module}.run_fn',
       examples=transform_component.outputs['transformed_examples'],
       transform_graph=transform_component.outputs['transform_graph'],
       schema=schema,
+      hyperparameters=tuned.outputs['best_hyperparameters'] if tuned is not None else None,
       train_args=tfx.proto.TrainArgs(splits=['train']),
       eval_args=tfx.proto.EvalArgs(splits=['eval']),
       custom_config={**hyperparameters, 'code_version': version})

@@ -26,9 +26,10 @@ SALES_SAMPLE = os.path.join(REPO, 'data', 'sales_forecast', 'sales_sample.csv')
 RECOMMENDER_SAMPLE = os.path.join(REPO, 'data', 'recommender', 'listens_sample.csv')
 BAD_ROWS = ['77777,not-a-date,1,10.00', '77778,1997-02-01,1,-5.00', ',1997-02-01,1,5.00']
 SCORING_ROWS = 300  # generated customers scored by `batch_inference_run`
-SCORING_BAD_LINES = ['0000005,1,2,3', ',1,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0',  # malformed line, missing key
-                     '9999999,one,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0',  # unparsable value
-                     '0000007,0,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0']  # a second 0000007: duplicate key
+_PAD = ',0' * (len(generate.CUSTOMER_COLUMNS) - 13)  # the CLV features after the first twelve
+SCORING_BAD_LINES = ['0000005,1,2,3', ',1,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0' + _PAD,  # malformed line, missing key
+                     '9999999,one,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0' + _PAD,  # unparsable value
+                     '0000007,0,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0' + _PAD]  # a second 0000007: duplicate key
 
 
 def _executions(metadata_path):
@@ -126,6 +127,20 @@ def batch_inference_run(clv_run, tmp_path_factory):
   with open(data) as f:
     inputs = list(csv.DictReader(f))
   return out, json.loads((out / 'summary.json').read_text()), inputs
+
+
+PIPELINE_RUN_FIXTURES = {'clv_run', 'sales_run', 'recommender_run', 'batch_inference_run'}
+
+
+def pytest_collection_modifyitems(items):
+  """Marks `notebook` the tests of test_notebook_*.py and `e2e` those of *_e2e.py and every test that uses a
+  pipeline-run fixture, so `-m 'not e2e and not notebook'` (make test-fast) leaves only the quick tests."""
+  for item in items:
+    name = os.path.basename(str(item.fspath))
+    if name.startswith('test_notebook_'):
+      item.add_marker(pytest.mark.notebook)
+    elif name.endswith('_e2e.py') or PIPELINE_RUN_FIXTURES & set(getattr(item, 'fixturenames', ())):
+      item.add_marker(pytest.mark.e2e)
 
 
 NOTEBOOK_SUMMARY_PREFIX = 'NOTEBOOK_SUMMARY '

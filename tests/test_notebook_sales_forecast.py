@@ -17,4 +17,4 @@ def test_notebook_runs_and_agrees_with_the_summary(sales_run):
     for metric in ('mae', 'rmse', 'wape'):
       assert shown['metrics'][model][metric] == pytest.approx(summary['metrics'][model][metric], rel=1e-9)
   assert shown['categories'] == len(summary['data']['mae_by_category'])
-  assert shown['forecasts'] == summary['data']['rows_scored']
+  assert shown['forecasts'] == summary['data']['examples']['score']  # the champion's, model or baseline

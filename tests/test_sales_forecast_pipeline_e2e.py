@@ -12,11 +12,12 @@ from conftest import SALES_SAMPLE as SAMPLE
 from modules import sales_forecast as sf
 from pipelines.__main__ import main
 from pipelines import beam_io
-from pipelines.sales_forecast.pipeline import line_to_row, read_split
+from pipelines.sales_forecast.pipeline import champion_forecasts, line_to_row, read_split
 
 COMPONENTS = {'CsvLinesExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
-              'AnomaliesGate', 'Transform', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator', 'Pusher',
-              'BulkInferrer', 'PredictionsExport'}
+              'AnomaliesGate', 'Transform', 'Tuner', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator',
+              'ChampionGate', 'Pusher', 'BulkInferrer', 'PredictionsExport'}
+METHODS = ('rnn', 'naive', 'seasonal_naive', 'moving_average', 'exponential_smoothing', 'croston', 'tsb')
 
 
 @pytest.fixture(name='run')
@@ -37,11 +38,32 @@ def _expected_rejections():
   return len(lines), counts
 
 
-def test_every_component_ran_and_the_model_was_blessed(run):
+def test_every_component_ran_and_the_champion_decided_the_push(run):
   _, summary = run
   assert summary['status'] == 'succeeded', summary['error']
   assert set(summary['components']) == COMPONENTS
-  assert summary['blessed'] is True and os.path.isfile(os.path.join(summary['pushed_model'], 'saved_model.pb'))
+  champion = summary['champion']
+  assert champion['metric'] == 'mean_absolute_error' and set(champion['values']) == set(METHODS)
+  for name, value in champion['values'].items():
+    assert value == pytest.approx(summary['metrics'][name]['mae'])
+  baselines = {name: summary['metrics'][name]['mae'] for name in METHODS if name != 'rnn'}
+  best = min(baselines, key=baselines.get)
+  assert champion['winner'] == ('rnn' if summary['metrics']['rnn']['mae'] < baselines[best] else best)
+  if champion['model_won']:
+    assert summary['blessed'] is True and os.path.isfile(os.path.join(summary['pushed_model'], 'saved_model.pb'))
+  else:
+    assert summary['blessed'] is False and summary['pushed_model'] is None
+
+
+def test_tuner_searched_and_its_best_values_reached_the_trainer(run):
+  _, summary = run
+  tuning = summary['tuning']
+  assert len(tuning['trials']) == summary['settings']['tuning_trials']
+  assert set(tuning['best']) == {'hidden_units', 'l2', 'dropout', 'learning_rate'}
+  assert all(np.isfinite(trial['score']) for trial in tuning['trials'])
+  training = summary['data']['training']  # what run_fn trained with (the Trainer's model_run)
+  assert {k: v for k, v in training['hyperparameters'].items() if k in tuning['best']} == tuning['best']
+  assert training['anchor'] in sf.BASELINES and 0 <= training['best_epoch'] <= summary['settings']['epochs']
 
 
 def test_bad_rows_counted_by_reason_and_kept(run):
@@ -56,14 +78,28 @@ def test_bad_rows_counted_by_reason_and_kept(run):
   assert {r['reason'] for r in rejected} == set(expected)
 
 
-def test_metrics_of_the_rnn_and_each_baseline(run):
+def test_metrics_of_the_model_and_each_baseline(run):
   _, summary = run
-  for model in ('rnn', 'naive', 'seasonal_naive', 'moving_average'):
+  for model in METHODS:
     metrics = summary['metrics'][model]
     assert metrics['example_count'] == summary['data']['examples']['eval']
     assert metrics['wape'] == pytest.approx(metrics['mae'] / metrics['mean_label'])
-    assert 0 < metrics['mae'] <= metrics['rmse']
+    assert 0 < metrics['mae'] <= metrics['rmse'] and 0 < metrics['mase'] < 10
   assert set(summary['data']['mae_by_category']) and summary['data']['best_baseline'] in sf.BASELINES
+
+
+def test_error_per_rolling_origin_adds_up_to_the_eval_error(run):
+  _, summary = run
+  with open(summary['outputs']['error_by_origin']) as f:
+    records = list(csv.DictReader(f))
+  origins = sorted({r['origin'] for r in records})
+  assert len(origins) == summary['settings']['eval_months']
+  for method in METHODS:
+    mine = [r for r in records if r['method'] == method]
+    assert len(mine) == len(origins) and sum(int(r['examples']) for r in mine) == summary['data']['examples']['eval']
+    total = sum(float(r['mae']) * int(r['examples']) for r in mine) / summary['data']['examples']['eval']
+    assert total == pytest.approx(summary['metrics'][method]['mae'], rel=1e-4)
+  assert os.path.getsize(summary['outputs']['error_by_origin_plot']) > 10_000
 
 
 def _eval_rows(summary):
@@ -77,31 +113,57 @@ def test_baseline_metrics_match_numpy_on_the_eval_examples(run):
   _, summary = run
   _, rows = _eval_rows(summary)
   labels = np.array([r[sf.LABEL] for r in rows])
+  scales = np.array([r[sf.MASE_SCALE] for r in rows])
   for name, feature in sf.BASELINES.items():
     errors = np.array([r[feature] for r in rows]) - labels
     assert summary['metrics'][name]['mae'] == pytest.approx(np.abs(errors).mean(), rel=1e-5)
     assert summary['metrics'][name]['rmse'] == pytest.approx(np.sqrt((errors ** 2).mean()), rel=1e-5)
+    assert summary['metrics'][name]['mase'] == pytest.approx(np.mean(np.abs(errors[scales > 0]) / scales[scales > 0]))
 
 
-def test_forecasts_one_row_per_score_example(run):
+def _score_rows(summary):
+  uri, _ = _eval_rows(summary)
+  serialized = read_split(uri, 'score')
+  return serialized, [beam_io.example_to_row(tf.train.Example.FromString(s)) for s in serialized]
+
+
+def test_forecasts_are_the_champions_one_row_per_score_example(run):
   out, summary = run
   with open(out / 'forecasts.csv') as f:
     reader = csv.DictReader(f)
     rows = list(reader)
-  assert reader.fieldnames == ['item_number', 'forecast_month', 'forecast_bottles']
-  assert len(rows) == summary['data']['examples']['score'] == summary['data']['rows_scored'] > 0
+  assert reader.fieldnames == ['item_number', 'forecast_month', 'forecast_bottles', 'predicted_by']
+  assert len(rows) == summary['data']['examples']['score'] > 0
   assert {r['forecast_month'] for r in rows} == {'2024-01'}
+  winner = summary['champion']['winner']
+  assert {r['predicted_by'] for r in rows} == {winner} and summary['data']['forecasts_by'] == winner
   assert all(float(r['forecast_bottles']) >= 0 for r in rows)
   assert os.path.getsize(summary['outputs']['actual_vs_forecast_plot']) > 10_000
+  if winner != 'rnn':  # the baseline's own forecasts of the latest month, from the score examples
+    _, score = _score_rows(summary)
+    expected = {r[sf.KEY]: r[sf.BASELINES[winner]] for r in score}
+    assert {r['item_number']: float(r['forecast_bottles']) for r in rows} == pytest.approx(expected)
+
+
+def test_a_baseline_champion_writes_its_forecasts_marked(run, tmp_path):
+  """Whatever won the shared run: the baseline branch of forecasts.csv on its real score examples."""
+  _, summary = run
+  _, score = _score_rows(summary)
+  frame = champion_forecasts('tsb', score, str(tmp_path / 'unused.csv'))
+  assert list(frame.columns) == ['item_number', 'forecast_month', 'forecast_bottles', 'predicted_by']
+  assert set(frame['predicted_by']) == {'tsb'} and len(frame) == len(score)
+  expected = {r[sf.KEY]: r[sf.BASELINES['tsb']] for r in score}
+  assert dict(zip(frame['item_number'], frame['forecast_bottles'])) == pytest.approx(expected)
 
 
 def test_serving_signature_gives_the_bulk_inferrer_predictions(run):
   out, summary = run
-  uri, _ = _eval_rows(summary)
-  serialized = read_split(uri, 'score')
+  if not summary['champion']['model_won']:
+    pytest.skip('the model lost to a baseline on this run: it was not blessed, nothing was scored')
+  serialized, score = _score_rows(summary)
   serve = tf.saved_model.load(summary['pushed_model']).signatures['serving_default']
   served = serve(examples=tf.constant(serialized))
-  keys = [beam_io.example_to_row(tf.train.Example.FromString(s))[sf.KEY] for s in serialized]
+  keys = [r[sf.KEY] for r in score]
   with open(out / 'predictions.csv') as f:
     bulk = {r[sf.KEY]: float(r[sf.PREDICTION]) for r in csv.DictReader(f)}
   assert sorted(bulk) == sorted(keys)

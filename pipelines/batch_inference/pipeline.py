@@ -19,7 +19,7 @@ import hashlib
 import importlib.util
 import json
 import os
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
@@ -50,6 +50,7 @@ SETTINGS: Dict[str, Any] = {
     'input_kind': 'auto',             # 'examples' (model features + key), 'raw' (the source's raw data) or 'auto'
     'build_fn': '',                   # raw input: the source's build_examples (default: from its ML Metadata)
     'build_params': '',               # raw input: its params as JSON (default: those that made the model's data)
+    'source_columns': '',             # raw input: the source's required columns, comma-separated (set by --from)
     'score_split': 'score',           # raw input: the split of the source's examples that is scored
     'signature': 'serving_default',
     'output_names': '',               # signature outputs to write, comma-separated ('' = all)
@@ -186,9 +187,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
     raise ValueError('batch_inference needs settings["model"] (--model PATH or --from USE_CASE)')
   raw_input = settings['input_kind'] == 'raw'
   if raw_input:
-    from pipelines import registry  # pylint: disable=g-import-not-at-top  (registry imports this module)
-    source = registry.get(settings['source_use_case'])
-    example_gen = raw_example_gen(data_uri, source.required_columns, settings['bq_column_map'],
+    example_gen = raw_example_gen(data_uri, settings['source_columns'].split(','), settings['bq_column_map'],
                                   encoding=settings['encoding'])
     builder = ExamplesBuilder(raw_examples=example_gen.outputs['examples'], build_fn=settings['build_fn'],
                               params=json.loads(settings['build_params']),
@@ -384,10 +383,12 @@ def _local_header(pattern: str) -> List[str]:
   return [] if csv_lines.REJECTED_REASON in row else list(row)
 
 
-def prepare(args: Any, settings: Dict[str, Any], run_use_case: Callable[[str], None]) -> Tuple[str, Dict[str, Any]]:
+def prepare(args: Any, settings: Dict[str, Any], run_use_case: Callable[[str], None],
+            required_columns: Callable[[str], Sequence[str]]) -> Tuple[str, Dict[str, Any]]:
   """(data URI, settings) from the CLI flags: --model or --from (default: clv's latest pushed model, running
   clv first when it pushed none), --rows, --data (default: the generated input). Raises ValueError with one
-  line for anything missing; `run_use_case(name)` runs another use case's pipeline into the same --output."""
+  line for anything missing; `run_use_case(name)` runs another use case's pipeline into the same --output and
+  `required_columns(name)` gives a use case's input columns."""
   settings = dict(settings)
   root = os.path.abspath(args.output) if args.command == 'run' else None
   if args.model and args.from_use_case:
@@ -430,12 +431,13 @@ def prepare(args: Any, settings: Dict[str, Any], run_use_case: Callable[[str], N
       raise ValueError(f'no input file matches {data}')
     input_format(data)
   if settings['input_kind'] == 'auto':
-    from pipelines import registry  # pylint: disable=g-import-not-at-top  (registry imports this module)
-    required = registry.get(settings['source_use_case']).required_columns if settings['source_use_case'] else None
+    required = required_columns(settings['source_use_case']) if settings['source_use_case'] else None
     header = _local_header(data) if '://' not in data else []
     settings['input_kind'] = 'raw' if required and set(required) <= set(header) else 'examples'
   if settings['input_kind'] == 'raw' and not (settings['build_fn'] and settings['build_params']):
     raise ValueError('raw input needs the source use case\'s build_fn and build_params (--from finds them)')
+  if settings['input_kind'] == 'raw' and not settings['source_columns']:
+    settings['source_columns'] = ','.join(required_columns(settings['source_use_case']))
   if not settings['key_column']:
     raise ValueError('no key column: --set key_column=NAME')
   return data, settings

@@ -1,10 +1,12 @@
-"""Sales forecast pipeline: invoice lines -> item-month examples -> masked GRU of next month's bottles, evaluated
-beside the naive, seasonal-naive and moving-average forecasts, pushed, and scored on the latest month.
+"""Sales forecast pipeline: invoice lines -> item-month examples -> a baseline-anchored network forecasting next
+month's bottles, evaluated beside six baselines (naive, seasonal naive, moving average, exponential smoothing,
+Croston, TSB), pushed and scored on the latest month only if it beats all of them on eval MAE.
 
 CsvLinesExampleGen (or BigQueryExampleGen with the daily per-item sums done in SQL)
 -> ExamplesBuilder(modules.sales_forecast.build_examples, max_rejected_fraction) -> StatisticsGen -> SchemaGen
--> ExampleValidator -> AnomaliesGate -> Transform -> Trainer -> Evaluator (GRU + baselines, vs latest blessed)
--> Pusher -> BulkInferrer(score) -> PredictionsExport -> forecasts.csv (report extras).
+-> ExampleValidator -> AnomaliesGate -> Transform -> Tuner (setting `tuning`) -> Trainer -> Evaluator (model +
+baselines, vs latest blessed) -> ChampionGate -> Pusher -> BulkInferrer(score) -> PredictionsExport
+-> forecasts.csv (report extras: the champion's forecasts, `predicted_by`).
 
 CsvExampleGen fails a whole run on one line with a wrong field count, so a local or gs:// CSV file is read
 as text lines here (CsvLinesExampleGen, through pipelines.csv_lines): each line becomes an example of its
@@ -12,10 +14,12 @@ columns as strings, or, when it does not parse into the header's fields, an exam
 which build_examples rejects with its reason (wrong_field_count) like every other bad row. Quoted fields with
 line breaks are not supported (the Iowa data has none).
 """
+import json
 import os
-from typing import Any, Callable, Dict, List, Mapping
+from typing import Any, Callable, Dict, List, Mapping, Sequence
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
@@ -23,10 +27,13 @@ from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenE
 from modules import sales_forecast as sf
 from pipelines import bigquery, csv_lines, wiring
 from pipelines import beam_io
+from pipelines import champion
+from pipelines.components.champion_gate import champion_gate
 from pipelines.components.examples_builder import ExamplesBuilder
 from pipelines.components.predictions_export import PredictionsExport
 from pipelines.example_gens import raw_example_gen
 from pipelines.report import ReportExtras, evaluation_metrics
+from pipelines.sales_forecast import methods
 from pipelines.runners import code_version
 
 MODULE = 'modules.sales_forecast'
@@ -35,19 +42,29 @@ SETTINGS: Dict[str, Any] = {
     'eval_months': 3,                 # the last N labelled months are the eval split
     'max_rejected_fraction': 0.05,    # the run fails when more input rows than this are rejected
     'seed': 42,
-    'gru_units': 32,
-    'hidden_units': '64,32',
-    'dropout': 0.1,
+    'gru_units': 16,                  # GRU over the month's days (0: none)
+    'hidden_units': '32',
+    'dropout': 0.2,
+    'l2': 1e-4,                       # sized for a few thousand item-months
+    'loss': 'log',                    # 'log': MAE of log1p(bottles); 'scaled': MAE in bottles / (item level + 1)
     'learning_rate': 0.003,
     'batch_size': 64,
     'epochs': 30,
+    'validation_months': 0,           # >0: hold out the last N train months to pick the epoch (the anchor alone
+                                      # included); 0: train on every train month (measured better)
     'max_mae_increase': 0.05,         # blessing: MAE at most 5% above the latest blessed model's
+    'tuning': 'on',                   # Tuner before the Trainer (modules.sales_forecast.tuner_fn)
+    'tuning_trials': 4,
 }
-SETTING_CHOICES: Dict[str, tuple] = {}
+SETTING_CHOICES: Dict[str, tuple] = {'loss': ('log', 'scaled'), 'tuning': ('on', 'off')}
+TRAINER_SETTINGS = ('seed', 'gru_units', 'hidden_units', 'dropout', 'l2', 'loss', 'learning_rate', 'batch_size',
+                    'epochs', 'validation_months')
+MODEL_NAME = 'rnn'
+PRIMARY_METRIC = 'mean_absolute_error'  # the champion: the model must beat every baseline's eval MAE
 # summary.json metrics name -> (TFMA model, output, metric prefix), as registry.UseCase.reported_models wants.
-REPORTED_MODELS = {'rnn': ('candidate', sf.PREDICTION, ''),
+REPORTED_MODELS = {MODEL_NAME: ('candidate', sf.PREDICTION, ''),
                    **{name: ('candidate', output, '') for name, output in sf.BASELINES.items()}}
-REPORTED_METRICS = (('example_count', 'examples'), ('mae', 'MAE'), ('rmse', 'RMSE'), ('wape', 'WAPE'),
+REPORTED_METRICS = (('example_count', 'examples'), ('mae', 'MAE'), ('rmse', 'RMSE'), ('wape', 'WAPE'), ('mase', 'MASE'),
                     ('mean_prediction', 'mean forecast'), ('mean_label', 'mean actual'))
 FORECASTS_FILE = 'forecasts.csv'
 
@@ -123,6 +140,46 @@ def headline_metrics(metrics: Dict[str, float]) -> Dict[str, float]:
           'wape': mae / mean_label if mean_label else float('nan')}
 
 
+def eval_forecasts(rows: List[Dict[str, Any]], model_forecasts: Sequence[float]) -> Dict[str, np.ndarray]:
+  """method -> its forecasts of the eval examples (`rows`): the model's (served) and each baseline's (features)."""
+  return {MODEL_NAME: np.asarray(model_forecasts, dtype=float),
+          **{name: np.array([r[feature] for r in rows], dtype=float) for name, feature in sf.BASELINES.items()}}
+
+
+def error_by_origin(rows: List[Dict[str, Any]], forecasts: Dict[str, np.ndarray]) -> List[Dict[str, Any]]:
+  """Rolling origin: each eval month is a forecast origin (its examples use only data up to it); one record per
+  origin and method with the forecast month, examples, mae, rmse, wape and mase (pipelines.sales_forecast.methods)."""
+  months = np.array([r[sf.MONTH] for r in rows])
+  labels = np.array([r[sf.LABEL] for r in rows], dtype=float)
+  scales = np.array([r[sf.MASE_SCALE] for r in rows], dtype=float)
+  records = []
+  for origin in sorted(set(months.tolist())):
+    chosen = months == origin
+    for method, values in forecasts.items():
+      records.append({'origin': month_text(origin), 'forecast_month': month_text(
+          rows[int(np.flatnonzero(chosen)[0])][sf.FORECAST_MONTH]), 'method': method, 'examples': int(chosen.sum()),
+                      **methods.metrics(labels[chosen], values[chosen], scales[chosen])})
+  return records
+
+
+def _plot_by_origin(records: List[Dict[str, Any]], path: str) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  figure, axis = plt.subplots(figsize=(8, 4))
+  for method in REPORTED_MODELS:
+    mine = [r for r in records if r['method'] == method]
+    axis.plot([r['forecast_month'] for r in mine], [r['mae'] for r in mine], marker='o', label=method,
+              linewidth=2.5 if method == MODEL_NAME else 1.0)
+  axis.set_xlabel('forecast month (origin: the month before)')
+  axis.set_ylabel('MAE (bottles per item-month)')
+  axis.set_title('Rolling-origin eval error')
+  axis.legend(fontsize=7)
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+
+
 def mae_by_category(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
   """category -> {model: MAE} on the eval split, from the Evaluator's category slices."""
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
@@ -143,7 +200,6 @@ def _plot_by_category(table: Dict[str, Dict[str, float]], path: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   categories = list(table)
   figure, axis = plt.subplots(figsize=(10, 5))
   width = 0.8 / len(REPORTED_MODELS)
@@ -159,75 +215,100 @@ def _plot_by_category(table: Dict[str, Dict[str, float]], path: str) -> None:
   plt.close(figure)
 
 
-def _plot_actual_vs_forecast(artifact: Callable[[str, str], Any], predictions_csv: str, path: str,
-                             n_items: int = 4) -> None:
-  """Monthly actuals of the items with the most eval bottles, the GRU's eval forecasts (its serving signature on
-  the eval examples), the seasonal-naive forecast and the GRU's forecast of the next month (predictions.csv)."""
+def _plot_actual_vs_forecast(rows: Dict[str, List[Dict[str, Any]]], model_forecasts: np.ndarray,
+                             forecasts: 'pd.DataFrame', path: str, n_items: int = 4) -> None:
+  """Monthly actuals of the items with the most eval bottles, the model's eval forecasts, the seasonal-naive
+  forecast and the champion's forecast of the next month (forecasts.csv)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   import pandas as pd  # pylint: disable=g-import-not-at-top
-  from tfx.utils import path_utils  # pylint: disable=g-import-not-at-top
 
-  examples_uri = artifact('ExamplesBuilder', 'examples').uri
-  serialized = {split: read_split(examples_uri, split) for split in ('train', 'eval')}
-  rows = {split: [beam_io.serialized_example_to_row(s) for s in records] for split, records in serialized.items()}
-  serve = tf.saved_model.load(path_utils.serving_model_path(artifact('Trainer', 'model').uri)).signatures[
-      'serving_default']
-  forecasts = serve(examples=tf.constant(serialized['eval']))[sf.PREDICTION].numpy()
   frame = pd.DataFrame([{**{k: r[k] for k in (sf.KEY, sf.FORECAST_MONTH, sf.LABEL, sf.BASELINES['seasonal_naive'])},
-                         'split': split} for split, split_rows in rows.items() for r in split_rows])
-  frame.loc[frame['split'] == 'eval', 'gru'] = list(forecasts)
+                         'split': split} for split in ('train', 'eval') for r in rows[split]])
+  frame.loc[frame['split'] == 'eval', 'model'] = list(model_forecasts)
   frame[sf.FORECAST_MONTH] = pd.to_datetime(frame[sf.FORECAST_MONTH].astype(str), format='%Y%m')
   top = (frame[frame['split'] == 'eval'].groupby(sf.KEY)[sf.LABEL].sum().sort_values(ascending=False)
          .index[:n_items])
-  scored = pd.read_csv(predictions_csv, dtype={sf.KEY: str})
-  scored[sf.FORECAST_MONTH] = pd.to_datetime(scored[sf.FORECAST_MONTH].astype(str), format='%Y%m')
-  figure, axes = plt.subplots(len(top), 1, figsize=(10, 2.6 * len(top)), sharex=True)
-  for axis, item in zip(list(axes) if len(top) > 1 else [axes], top):
+  future = forecasts.assign(month=pd.to_datetime(forecasts[sf.FORECAST_MONTH], format='%Y-%m'))
+  figure, axes = plt.subplots(len(top), 1, figsize=(10, 2.6 * len(top)), sharex=True, squeeze=False)
+  for axis, item in zip(axes[:, 0], top):
     item_rows = frame[frame[sf.KEY] == item].sort_values(sf.FORECAST_MONTH)
     evals = item_rows[item_rows['split'] == 'eval']
     axis.plot(item_rows[sf.FORECAST_MONTH], item_rows[sf.LABEL], color='black', label='actual')
-    axis.plot(evals[sf.FORECAST_MONTH], evals['gru'], 'o', color='tab:red', label='GRU (eval)')
+    axis.plot(evals[sf.FORECAST_MONTH], evals['model'], 'o', color='tab:red', label='model (eval)')
     axis.plot(evals[sf.FORECAST_MONTH], evals[sf.BASELINES['seasonal_naive']], 'x', color='tab:blue',
               label='seasonal naive (eval)')
-    future = scored[scored[sf.KEY] == item]
-    axis.plot(future[sf.FORECAST_MONTH], future[sf.PREDICTION], 's', color='tab:orange', label='GRU forecast')
+    mine = future[future[sf.KEY] == item]
+    axis.plot(mine['month'], mine[sf.PREDICTION], 's', color='tab:orange', label='forecast (champion)')
     axis.set_title(f'item {item}', fontsize=9)
     axis.set_ylabel('bottles')
-  axis.tick_params(axis='x', rotation=90, labelsize=7)
-  axes_list = list(axes) if len(top) > 1 else [axes]
-  axes_list[0].legend(fontsize=7)
+  axes[-1, 0].tick_params(axis='x', rotation=90, labelsize=7)
+  axes[0, 0].legend(fontsize=7)
   figure.tight_layout()
   figure.savefig(path, dpi=100)
   plt.close(figure)
 
 
+def champion_forecasts(winner: str, score_rows: List[Dict[str, Any]], predictions_csv: str) -> 'pd.DataFrame':
+  """forecasts.csv's rows: the model's forecasts of the latest month (predictions.csv, written only when it was
+  blessed) when it is the champion, else the winning baseline's (the score examples' feature); `predicted_by`
+  names the method."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  if winner == MODEL_NAME:
+    frame = pd.read_csv(predictions_csv, dtype={sf.KEY: str})[[sf.KEY, sf.FORECAST_MONTH, sf.PREDICTION]]
+  else:
+    frame = pd.DataFrame({sf.KEY: [r[sf.KEY] for r in score_rows],
+                          sf.FORECAST_MONTH: [r[sf.FORECAST_MONTH] for r in score_rows],
+                          sf.PREDICTION: [float(r[sf.BASELINES[winner]]) for r in score_rows]},
+                         columns=[sf.KEY, sf.FORECAST_MONTH, sf.PREDICTION])
+  frame[sf.FORECAST_MONTH] = frame[sf.FORECAST_MONTH].map(month_text)
+  return frame.assign(predicted_by=winner).sort_values(sf.KEY).reset_index(drop=True)
+
+
 def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any], predictions_csv: str,
                   output_dir: str) -> ReportExtras:
-  """forecasts.csv (item_number, forecast_month, forecast_bottles), mae/rmse/wape per model, MAE by category
-  (CSV, plot and summary `data.mae_by_category`) and an actual-vs-forecast plot."""
+  """forecasts.csv (item_number, forecast_month, forecast_bottles, predicted_by: the champion's forecasts),
+  mae/rmse/wape (TFMA) and mase (NumPy) per method, error per rolling origin (CSV, plot), MAE by category (CSV,
+  plot, summary `data.mae_by_category`) and an actual-vs-forecast plot."""
   import pandas as pd  # pylint: disable=g-import-not-at-top
+  from tfx.utils import path_utils  # pylint: disable=g-import-not-at-top
   del settings
-  outputs = {'forecasts': os.path.join(output_dir, FORECASTS_FILE)}
-  predictions = pd.read_csv(predictions_csv, dtype={sf.KEY: str})
-  predictions[sf.FORECAST_MONTH] = predictions[sf.FORECAST_MONTH].map(month_text)
-  predictions[[sf.KEY, sf.FORECAST_MONTH, sf.PREDICTION]].sort_values([sf.KEY]).to_csv(outputs['forecasts'],
-                                                                                       index=False)
+  outputs = {name: os.path.join(output_dir, file) for name, file in (
+      ('forecasts', FORECASTS_FILE), ('error_by_origin', 'error_by_origin.csv'),
+      ('error_by_origin_plot', 'error_by_origin.png'), ('error_by_category', 'error_by_category.csv'),
+      ('error_by_category_plot', 'error_by_category.png'), ('actual_vs_forecast_plot', 'actual_vs_forecast.png'))}
+  examples_uri = artifact('ExamplesBuilder', 'examples').uri
+  serialized = {split: read_split(examples_uri, split) for split in ('train', 'eval', 'score')}
+  rows = {split: [beam_io.serialized_example_to_row(s) for s in records] for split, records in serialized.items()}
+  serve = tf.saved_model.load(path_utils.serving_model_path(artifact('Trainer', 'model').uri)).signatures[
+      'serving_default']
+  model_eval = serve(examples=tf.constant(serialized['eval']))[sf.PREDICTION].numpy()
+  forecasts = eval_forecasts(rows['eval'], model_eval)
+
   evaluation_uri = artifact('Evaluator', 'evaluation').uri
   metrics, _ = evaluation_metrics(evaluation_uri, REPORTED_MODELS)
-  headline = {model: headline_metrics(values) for model, values in metrics.items()}
+  labels = np.array([r[sf.LABEL] for r in rows['eval']], dtype=float)
+  scales = np.array([r[sf.MASE_SCALE] for r in rows['eval']], dtype=float)
+  headline = {model: {**headline_metrics(values), 'mase': methods.metrics(labels, forecasts[model], scales)['mase']}
+              for model, values in metrics.items()}
+  chosen = champion.read(artifact('ChampionGate', 'blessing').uri)
+  winner = chosen.winner if chosen else MODEL_NAME
+  future = champion_forecasts(winner, rows['score'], predictions_csv)
+  future.to_csv(outputs['forecasts'], index=False)
+
+  by_origin = error_by_origin(rows['eval'], forecasts)
+  pd.DataFrame(by_origin).to_csv(outputs['error_by_origin'], index=False)
+  _plot_by_origin(by_origin, outputs['error_by_origin_plot'])
   by_category = mae_by_category(evaluation_uri)
-  outputs['error_by_category'] = os.path.join(output_dir, 'error_by_category.csv')
   pd.DataFrame(by_category).T.rename_axis(sf.SLICE_FEATURE).to_csv(outputs['error_by_category'])
-  outputs['error_by_category_plot'] = os.path.join(output_dir, 'error_by_category.png')
   _plot_by_category(by_category, outputs['error_by_category_plot'])
-  if len(predictions):
-    outputs['actual_vs_forecast_plot'] = os.path.join(output_dir, 'actual_vs_forecast.png')
-    _plot_actual_vs_forecast(artifact, predictions_csv, outputs['actual_vs_forecast_plot'])
+  _plot_actual_vs_forecast(rows, model_eval, future, outputs['actual_vs_forecast_plot'])
   best = min(sf.BASELINES, key=lambda name: headline[name]['mae'])
-  data = {'mae_by_category': by_category, 'best_baseline': best,
-          'rnn_mae_over_best_baseline': headline['rnn']['mae'] / headline[best]['mae']}
+  with tf.io.gfile.GFile(os.path.join(artifact('Trainer', 'model_run').uri, sf.TRAINING_FILE)) as f:
+    training = json.load(f)
+  data = {'mae_by_category': by_category, 'best_baseline': best, 'forecasts_by': winner, 'training': training,
+          'rnn_mae_over_best_baseline': headline[MODEL_NAME]['mae'] / headline[best]['mae']}
   return ReportExtras(outputs=outputs, metrics=headline, data=data)
 
 
@@ -253,9 +334,11 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
 
   transform = wiring.transform(MODULE, builder.outputs['examples'], validation, version)
 
+  tuner = (wiring.tuner(MODULE, transform, validation.schema,
+                        {**{k: settings[k] for k in TRAINER_SETTINGS}, 'tuning_trials': settings['tuning_trials']},
+                        version) if settings['tuning'] == 'on' else None)
   trainer = wiring.trainer(MODULE, transform, validation.schema,
-                           {k: settings[k] for k in ('seed', 'gru_units', 'hidden_units', 'dropout', 'learning_rate',
-                                                     'batch_size', 'epochs')}, version)
+                           {k: settings[k] for k in TRAINER_SETTINGS}, version, tuned=tuner)
 
   latest_blessed = wiring.latest_blessed_model()
 
@@ -264,11 +347,14 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
       baseline_model=latest_blessed.outputs['model'],
       eval_config=sf.eval_config(settings['max_mae_increase']), example_splits=['eval'])
 
-  push = wiring.pusher(trainer.outputs['model'], evaluator.outputs['blessing'], serving_dir)
+  # The model is blessed (pushed, and scores the latest month) only if its eval MAE beats every baseline's.
+  gate = champion_gate(trainer.outputs['model'], evaluator, PRIMARY_METRIC, False, MODEL_NAME, REPORTED_MODELS)
+
+  push = wiring.pusher(trainer.outputs['model'], gate.outputs['blessing'], serving_dir)
 
   bulk_inferrer = tfx.components.BulkInferrer(
       examples=builder.outputs['examples'], model=trainer.outputs['model'],
-      model_blessing=evaluator.outputs['blessing'],
+      model_blessing=gate.outputs['blessing'],
       data_spec=tfx.proto.DataSpec(example_splits=['score']),
       model_spec=tfx.proto.ModelSpec(model_signature_name=['serving_default']))
 
@@ -278,7 +364,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name, pipeline_root=pipeline_root,
-      components=[example_gen, builder, *validation, transform, trainer, latest_blessed, evaluator, push,
-                  bulk_inferrer, export],
+      components=[example_gen, builder, *validation, transform, *([tuner] if tuner else []), trainer,
+                  latest_blessed, evaluator, gate, push, bulk_inferrer, export],
       enable_cache=True, metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)
