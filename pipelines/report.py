@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 
-from pipelines import artifacts, beam_io, tuning
+from pipelines import beam_io, tuning
+from pipelines.artifacts import metadata_store
 from pipelines import champion as champion_rule
 from pipelines.components.examples_builder import REJECTED_PREFIX
 from pipelines.components.predictions_export import PREDICTIONS_PREFIX
@@ -52,7 +53,7 @@ def _custom(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
 
 def latest_run(metadata_path: str, pipeline_name: str) -> Dict[str, NodeRun]:
   """Node id -> NodeRun for the most recent run of `pipeline_name` recorded in the sqlite store."""
-  store = artifacts.metadata_store(metadata_path)
+  store = metadata_store(metadata_path)
   pipeline_context = store.get_context_by_type_and_name('pipeline', pipeline_name)
   if pipeline_context is None:
     return {}
