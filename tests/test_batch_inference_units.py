@@ -126,9 +126,9 @@ def test_keys_come_back_complete_and_unchanged_and_rejects_balance(kind, tiny_mo
   path = _write_inputs(str(tmp_path / kind))[kind]
   params = {'key_column': 'key', 'unique_keys': True, 'model_dir': tiny_model, 'signature': 'serving_default'}
   with test_pipeline.TestPipeline() as p:
-    examples = p | pipeline_bi._KeyedFilesToExample(  # pylint: disable=protected-access
+    batches = p | pipeline_bi._KeyedFilesToBatches(  # pylint: disable=protected-access
         {'input_base': os.path.dirname(path)}, os.path.basename(path))
-    built = bi.build_examples(examples | beam.BatchElements(min_batch_size=2, max_batch_size=2), params)
+    built = bi.build_examples(batches, params)
     assert_that(built.splits['score'] | beam.FlatMap(lambda b: b) | beam.Map(beam_io.serialized_example_to_row)
                 | beam.Map(lambda r: (r['key'], r['x'], r.get('n'))),
                 equal_to([('0001', 1.0, 1), ('0002', 2.5, None), ('0003', 0.0, 5), ('a,b', -1.0, 2)]),
@@ -430,7 +430,7 @@ def test_record_batches_read_every_record_once_in_order(records, tmp_path):
   with tf.io.TFRecordWriter(path, options='GZIP') as writer:
     for i in range(records):
       writer.write(f'record {i}'.encode())
-  batches = [batch.tolist() for batch in batch_scorer.record_batches(path, 3)]
+  batches = [batch.tolist() for batch in beam_io.record_batches(path, 3)]
   assert [len(batch) for batch in batches] == [3] * (records // 3) + ([records % 3] if records % 3 else [])
   assert [r for batch in batches for r in batch] == [f'record {i}'.encode() for i in range(records)]
 

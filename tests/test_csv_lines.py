@@ -48,6 +48,7 @@ def test_examples_of_plain_and_gzipped_files_on_beam(tmp_path):
   with test_pipeline.TestPipeline() as pipeline:
     rows = (pipeline
             | csv_lines.ReadCsvExamples(str(tmp_path / 'part-*'), required=['id'])  # pylint: disable=no-value-for-parameter
+            | 'Unbatch' >> beam.FlatMap(lambda batch: batch)
             | 'ToRow' >> beam.Map(beam_io.serialized_example_to_row))
     assert_that(rows, equal_to([
         {'id': '007', 'x': '1.5', 'note': 'a, "b"\r\nc'}, _rejected('bad_encoding', '008,caf\ufffd,'),

@@ -24,7 +24,6 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import apache_beam as beam
 import tensorflow as tf
 from tfx import v1 as tfx
-from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 
 from modules import batch_inference as bi
 from pipelines import bigquery, csv_lines
@@ -103,31 +102,35 @@ def input_format(pattern: str) -> str:
 
 
 @beam.ptransform_fn
-def _KeyedFilesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  # pylint: disable=invalid-name
+def _KeyedFilesToBatches(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  # pylint: disable=invalid-name
                          split_pattern: str) -> beam.PCollection:
+  """Lists of serialized tf.Examples of the files matching the split's pattern."""
   pattern = os.path.join(exec_properties['input_base'], split_pattern)
   if not tf.io.gfile.glob(pattern):
     raise ValueError(f'no file matches {pattern}')
   kind = input_format(pattern)
+  batch = beam.BatchElements(min_batch_size=csv_lines.BATCH_ROWS, max_batch_size=csv_lines.BATCH_ROWS)
   if kind == 'tfrecord':
     compression = 'gzip' if pattern.endswith('.gz') else 'uncompressed'
-    return pipeline | 'ReadTFRecords' >> beam.io.ReadFromTFRecord(pattern, compression_type=compression)  # as is
+    return (pipeline | 'ReadTFRecords' >> beam.io.ReadFromTFRecord(pattern, compression_type=compression)  # as is
+            | 'Batch' >> batch)
   encoding = csv_lines.decode_reader_config(exec_properties)['encoding']
   if kind == 'csv':
     return pipeline | 'ReadCsv' >> csv_lines.ReadCsvExamples(  # pylint: disable=no-value-for-parameter
         pattern, encoding=encoding)
-  rows = (pipeline | 'ReadJsonl' >> beam.io.ReadFromText(pattern, coder=beam.coders.BytesCoder())
+  return (pipeline | 'ReadJsonl' >> beam.io.ReadFromText(pattern, coder=beam.coders.BytesCoder())
           | 'SkipBlank' >> beam.Filter(lambda line: line.strip() != b'')
-          | 'JsonToRow' >> beam.Map(json_line_to_row, encoding))
-  return rows | 'ToExamples' >> beam_io.RowsToSerializedExamples()  # pylint: disable=no-value-for-parameter
+          | 'JsonToRow' >> beam.Map(json_line_to_row, encoding)
+          | 'Batch' >> batch
+          | 'ToExamples' >> beam.Map(beam_io.rows_to_serialized_examples))
 
 
-class KeyedFilesExecutor(BaseExampleGenExecutor):
+class KeyedFilesExecutor(csv_lines.BatchesExampleGenExecutor):
   """ExampleGen executor for CSV (values kept as strings, as BigQuery gives them), JSONL and tf.Example
   TFRecord files matching a glob; a malformed line becomes a row the ExamplesBuilder rejects and counts."""
 
-  def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-    return _KeyedFilesToExample
+  def GetInputSourceToBatchesPTransform(self) -> beam.PTransform:
+    return _KeyedFilesToBatches
 
 
 def select_all(table: bigquery.BigQueryTable, column_map: Mapping[str, str]) -> str:

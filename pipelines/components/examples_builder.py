@@ -122,10 +122,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       patterns = [io_utils.all_files_pattern(artifact_utils.get_split_uri([raw_examples], split))
                   for split in input_splits]
       if takes_batches:
-        inputs = ([pipeline | f'Read[{split}]' >> beam.io.ReadFromTFRecord(pattern)
-                   for split, pattern in zip(input_splits, patterns)]
-                  | 'FlattenInput' >> beam.Flatten()
-                  | 'Batch' >> beam.BatchElements(min_batch_size=BATCH_ROWS, max_batch_size=BATCH_ROWS))
+        inputs = pipeline | 'ReadBatches' >> beam_io.ReadExampleBatches(patterns, BATCH_ROWS)
         readable = inputs | 'SplitUnreadable' >> beam.FlatMap(_split_unreadable_batch).with_outputs(
             'unreadable', main='rows')
         counters = [inputs | 'CountRowsIn' >> beam.Map(lambda batch: ('rows_in', len(batch)))]
