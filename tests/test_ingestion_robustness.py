@@ -21,6 +21,7 @@ from pipelines import beam_io, registry, runners
 from pipelines.sales_forecast.pipeline import line_to_row as sales_line_to_row
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.e2e  # each case runs the use case's ExampleGen and ExamplesBuilder in TFX
 
 
 def _sample(use_case: str, name: str, rows: Optional[int] = None) -> Tuple[str, List[str]]:
