@@ -271,6 +271,10 @@ def _markdown(summary: Dict[str, Any], reported_metrics: List[Tuple[str, str]]) 
            f'Runner: {summary["runner"]}; wall time {summary["wall_seconds"]:.0f} s.', '']
   if summary.get('champion'):
     lines += [_champion_line(summary['champion']), '']
+  flagged = (summary['data'].get('score_skew') or {}).get('flagged')
+  if flagged:
+    lines += [f'**The scored rows lie outside the training range** in {", ".join(flagged)}: predictions that '
+              'depend on these inputs extrapolate (see the score skew section).', '']
   if summary['error']:
     lines += ['## Error', '', '```', summary['error'], '```', '']
   data = summary['data']
