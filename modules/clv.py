@@ -396,7 +396,7 @@ def tuner_fn(fn_args):
     space.Choice(name, values)
   return tfx.components.TunerFnResult(
       tuner=tuning.make_tuner(build_and_score, space, 'eval_mean_absolute_error', 'min', trials,
-                              int(config['seed']), fn_args.working_dir),
+                              int(config['seed']), fn_args.working_dir, settings=config),
       fit_kwargs={})
 
 

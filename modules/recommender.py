@@ -636,7 +636,8 @@ def tuner_fn(fn_args):
     return value if math.isfinite(value) else 0.0
 
   tuner = tuning.make_tuner(build_and_score, search_space(), 'eval_recall_at_10', 'max',
-                            int(config['tuning_trials']), int(config['seed']), fn_args.working_dir)
+                            int(config['tuning_trials']), int(config['seed']), fn_args.working_dir,
+                            settings=config)
   return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})
 
 

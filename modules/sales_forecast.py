@@ -452,7 +452,8 @@ def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
     return fit(features, labels, months, n_categories, trial)[1]['validation_mae']
 
   tuner = tuning.make_tuner(build_and_score, search_space(), 'validation_mae', 'min',
-                            int(config['tuning_trials']), int(config['seed']), fn_args.working_dir)
+                            int(config['tuning_trials']), int(config['seed']), fn_args.working_dir,
+                            settings=config)
   return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})
 
 
