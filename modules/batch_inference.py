@@ -2,24 +2,33 @@
 
 `build_examples` checks every input row against what the model's serving signature parses (read from the
 SavedModel: the keys, dtypes and defaults of its `ParseExampleV2` op), converts values to those dtypes (CSV and
-BigQuery give strings), and sets aside, with their reason, rows that cannot be scored: a malformed line, a
-missing key, a missing or unparsable value, a duplicate key (when keys must be unique). The key column is
+BigQuery give strings), and sets aside, with their reason, rows that cannot be scored: a missing key, a missing
+or unparsable value (NaN, infinity and numbers beyond float32 included), a duplicate key (when keys must be
+unique); lines the reader could not read never reach it (the ExamplesBuilder sets them aside). The key column is
 carried untouched. The one split it writes, `score`, is what BulkInferrer scores.
 """
 import dataclasses
-import math
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import apache_beam as beam
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import tensorflow as tf
+from tfx_bsl.coders import example_coder
 
-from pipelines.components.examples_builder import BuiltExamples
+from pipelines import beam_io
+from pipelines.components.examples_builder import BuiltExamples, batched
+from pipelines.parsing import FLOAT32_MAX, parse_finite_float
 
 SCORE_SPLIT = 'score'
-# Set by the file reader (pipelines/batch_inference.py) on a line it could not split into fields.
-MALFORMED_LINE = '__malformed_line__'
-MALFORMED_REASON = '__malformed_reason__'
-REASONS = ('malformed_line', 'missing_key', 'missing_value', 'unparsable_value', 'duplicate_key')
+# The reason the JSONL reader (pipelines/batch_inference/pipeline.py) gives a line that is no flat JSON object;
+# the ExamplesBuilder sets such lines aside (with the CSV reader's bad_encoding and wrong_field_count) before
+# build_examples.
+MALFORMED_JSON = 'malformed_line'
+REASONS = ('missing_key', 'missing_value', 'unparsable_value', 'duplicate_key')
+INT64_LIMIT = 2.0 ** 63  # an int64 feature holds less
 _KINDS = {tf.float32: 'float', tf.float64: 'float', tf.int64: 'int', tf.int32: 'int', tf.string: 'bytes'}
 
 
@@ -77,21 +86,19 @@ def model_input_spec(model_dir: str, signature: str = 'serving_default') -> Dict
 
 def convert(value: Any, kind: str) -> Any:
   """`value` (a string from CSV or BigQuery, a JSON number, or a list) as the parser's kind: int, float or
-  str; ValueError when it is not one (e.g. 'abc' or 2.5 for an int, NaN)."""
+  str; ValueError when it is not one (e.g. 'abc' or 2.5 for an int; NaN, infinity or beyond float32 for a
+  float; beyond int64 for an int)."""
   if isinstance(value, list):
     return [convert(v, kind) for v in value]
   if kind == 'bytes':
     return value if isinstance(value, (str, bytes)) else str(value)
   if isinstance(value, bool):
     raise ValueError(f'{value!r} is a boolean')
+  number = parse_finite_float(value)
   if kind == 'float':
-    number = float(value)
-    if math.isnan(number) or math.isinf(number):
-      raise ValueError(f'{value!r} is not a finite number')
     return number
-  number = float(value)
-  if not number.is_integer():
-    raise ValueError(f'{value!r} is not an integer')
+  if not number.is_integer() or abs(number) >= INT64_LIMIT:
+    raise ValueError(f'{value!r} is not an int64')
   return int(number)
 
 
@@ -102,8 +109,6 @@ def _is_missing(value: Any) -> bool:
 def check_row(row: Dict[str, Any], key_column: str, spec: Dict[str, FeatureInput]
               ) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
   """(the example row: key untouched + the parsed features converted, None) or (None, reason)."""
-  if MALFORMED_LINE in row:
-    return None, 'malformed_line'
   if _is_missing(row.get(key_column)):
     return None, 'missing_key'
   example = {key_column: row[key_column]}  # untouched, unless the model parses it too (then converted below)
@@ -124,18 +129,169 @@ def _key_text(value: Any) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _one_per_key(element: Tuple[str, Iterable[Dict[str, Any]]]):
-  _, rows = element
-  rows = list(rows)
-  if len(rows) == 1:
-    yield rows[0]
-    return
-  for row in rows:  # every row of a duplicated key: none of them may be picked over the others
-    yield beam.pvalue.TaggedOutput('rejected', {'reason': 'duplicate_key', 'record': row})
+# ---------------------------------------------------------------------------------------------------
+# Batches: serialized raw examples -> (keys, serialized model examples) + rejected rows, columnar
+# ---------------------------------------------------------------------------------------------------
+
+Checked = Tuple[List[str], List[bytes], List[Dict[str, Any]]]  # (key texts, serialized examples, rejected)
+_DECODER = example_coder.ExamplesToRecordBatchDecoder()
+_ENCODER = example_coder.RecordBatchToExamplesEncoder()
 
 
-class _CheckRows(beam.DoFn):
-  """Loads the model's input spec once per worker, then checks and converts each row."""
+class _NotColumnar(Exception):
+  """A batch the columnar check does not take (a list of several values, a number where text is parsed):
+  it is checked row by row instead, with the same result."""
+
+
+def _check_rows(serialized: Sequence[bytes], key_column: str, spec: Dict[str, FeatureInput]) -> Checked:
+  """check_row of each example of the batch; the valid ones serialized."""
+  keys, valid, rejected = [], [], []
+  for record in serialized:
+    row = beam_io.serialized_example_to_row(record)
+    example, reason = check_row(row, key_column, spec)
+    if reason:
+      rejected.append({'reason': reason, 'record': row})
+    else:
+      keys.append(_key_text(example[key_column]))
+      valid.append(example)
+  return keys, beam_io.rows_to_serialized_examples(valid), rejected
+
+
+def _is_binary(values: pa.Array) -> bool:
+  return pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)
+
+
+def _trimmed_text(values: pa.Array) -> pa.Array:
+  """Binary values as text without surrounding whitespace (str.strip's rule); _NotColumnar when one is not
+  UTF-8 (the row path decodes it with replacement characters)."""
+  try:
+    return pc.utf8_trim_whitespace(values.cast(pa.large_string()))
+  except pa.ArrowInvalid as e:
+    raise _NotColumnar(str(e)) from None
+
+
+def _present_values(batch: pa.RecordBatch, name: str) -> Tuple[np.ndarray, Optional[pa.Array]]:
+  """(whether each row has a value, not blank text, as _is_missing says; those values in row order) of a
+  feature of at most one value a row; _NotColumnar for one with more."""
+  present = np.zeros(batch.num_rows, dtype=bool)
+  if name not in batch.schema.names:
+    return present, None
+  column = batch.column(batch.schema.get_field_index(name))
+  lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+  if (lengths > 1).any():
+    raise _NotColumnar(name)
+  values = column.flatten()
+  if _is_binary(values):
+    nonblank = pc.not_equal(pc.binary_length(_trimmed_text(values)), 0)
+    values = values.filter(nonblank)
+    nonblank = nonblank.to_numpy(zero_copy_only=False)
+  else:
+    nonblank = np.ones(len(values), dtype=bool)
+  present[np.flatnonzero(lengths == 1)] = nonblank
+  return present, values
+
+
+def _parsed_texts(values: pa.Array) -> np.ndarray:
+  """float64 of each binary value by Python's float rules, NaN where it is no number. Arrow parses as Python
+  does but refuses a few forms Python takes ('1_0', '+.5'): then pandas, then Python for what it refuses."""
+  try:
+    return pc.cast(_trimmed_text(values), pa.float64()).to_numpy(zero_copy_only=False)
+  except pa.ArrowInvalid:
+    pass
+  texts = values.to_pylist()
+  numbers = pd.to_numeric(pd.Series(texts, dtype=object), errors='coerce').to_numpy(dtype=np.float64)
+  for index in np.flatnonzero(np.isnan(numbers)):
+    try:
+      numbers[index] = parse_finite_float(texts[index])
+    except ValueError:
+      pass
+  return numbers
+
+
+def _numbers(values: pa.Array, kind: str) -> Tuple[np.ndarray, np.ndarray]:
+  """(float64 values, whether each parses as `kind` by convert's rules) of text or numeric values."""
+  numbers = (_parsed_texts(values) if _is_binary(values)
+             else values.to_numpy(zero_copy_only=False).astype(np.float64))
+  with np.errstate(invalid='ignore'):
+    ok = np.isfinite(numbers) & (np.abs(numbers) <= FLOAT32_MAX)
+    if kind == 'int':
+      ok &= (np.floor(numbers) == numbers) & (np.abs(numbers) < INT64_LIMIT)
+  return numbers, ok
+
+
+def _one_value_lists(values: pa.Array) -> pa.Array:
+  return pa.LargeListArray.from_arrays(pa.array(np.arange(len(values) + 1), type=pa.int64()), values)
+
+
+def _check_columnar(serialized: Sequence[bytes], key_column: str, spec: Dict[str, FeatureInput]) -> Checked:
+  """_check_rows of a batch, decoded, checked and converted column by column (tfx_bsl's C++ coders, NumPy and
+  pandas); rows are decoded one by one only when rejected. _NotColumnar for a batch it does not take."""
+  batch = _DECODER.DecodeBatch(list(serialized))
+  reasons = np.full(batch.num_rows, '', dtype=object)
+  present, keys = _present_values(batch, key_column)
+  reasons[~present] = 'missing_key'
+  columns: Dict[str, Tuple[np.ndarray, Optional[pa.Array]]] = {key_column: (present, keys)}
+  for name, feature in spec.items():
+    present, values = _present_values(batch, name)
+    if values is not None and feature.kind != 'bytes':
+      numbers, ok = _numbers(values, feature.kind)
+      bad = np.zeros(batch.num_rows, dtype=bool)
+      bad[np.flatnonzero(present)] = ~ok
+      reasons[bad & (reasons == '')] = 'unparsable_value'
+      numbers = np.where(ok, numbers, 0.0)  # a rejected row's value is never written
+      values = pa.array(numbers.astype(np.float32 if feature.kind == 'float' else np.int64))
+    elif values is not None and not _is_binary(values):
+      raise _NotColumnar(name)  # convert() writes a number parsed as text as its text
+    if feature.required:
+      reasons[~present & (reasons == '')] = 'missing_value'
+    columns[name] = (present, values)
+  return _encode_valid(serialized, reasons, columns, key_column)
+
+
+def _encode_valid(serialized: Sequence[bytes], reasons: np.ndarray,
+                  columns: Dict[str, Tuple[np.ndarray, Optional[pa.Array]]], key_column: str) -> Checked:
+  """(keys, serialized examples, rejected) from checked columns: the rows without a reason, grouped by which
+  optional features they have (tfx_bsl writes a missing value as a feature of no kind, which the model's
+  parser refuses), each group encoded in C++."""
+  valid = reasons == ''
+  rejected = [{'reason': reasons[i], 'record': beam_io.serialized_example_to_row(serialized[i])}
+              for i in np.flatnonzero(~valid)]
+  # each column's values indexed by row (-1: none)
+  positions = {}
+  for name, (present, _) in columns.items():
+    index = np.full(len(present), -1)
+    index[present] = np.arange(int(present.sum()))
+    positions[name] = index
+  pattern = np.zeros(len(valid), dtype=np.int64)
+  for bit, (present, _) in enumerate(columns.values()):
+    pattern |= present.astype(np.int64) << bit
+  keys: List[str] = []
+  out: List[bytes] = []
+  for value in np.unique(pattern[valid]):
+    rows = np.flatnonzero(valid & (pattern == value))
+    names = [name for name, (present, _) in columns.items() if present[rows[0]]]
+    arrays = [_one_value_lists(columns[name][1].take(pa.array(positions[name][rows]))) for name in names]
+    out += _ENCODER.encode(pa.RecordBatch.from_arrays(arrays, names))
+    key_values = columns[key_column][1].take(pa.array(positions[key_column][rows]))
+    keys += (key_values.cast(pa.large_string()).to_pylist() if _is_binary(key_values)
+             else [_key_text(v) for v in key_values.to_pylist()])
+  return keys, out, rejected
+
+
+def check_batch(serialized: Sequence[bytes], key_column: str, spec: Dict[str, FeatureInput]) -> Checked:
+  """(key text of each valid row, its serialized example, rejected rows with their reason) of a batch of
+  serialized raw examples: what check_row gives row by row (the same examples, reasons and records), checked
+  column by column where the batch allows it."""
+  if not serialized:
+    return [], [], []
+  try:
+    return _check_columnar(serialized, key_column, spec)
+  except (_NotColumnar, RuntimeError, pa.ArrowException):  # RuntimeError: kinds differ within a feature
+    return _check_rows(serialized, key_column, spec)
+
+
+class _CheckBatches(beam.DoFn):
+  """Loads the model's input spec once per worker, then checks each batch (check_batch)."""
 
   def __init__(self, key_column: str, model_dir: str, signature: str):
     self._key_column = key_column
@@ -146,29 +302,72 @@ class _CheckRows(beam.DoFn):
   def setup(self):
     self._spec = model_input_spec(self._model_dir, self._signature)
 
-  def process(self, row: Dict[str, Any]):
-    example, reason = check_row(row, self._key_column, self._spec)
-    if reason:
-      record = {MALFORMED_LINE: row[MALFORMED_LINE]} if reason == 'malformed_line' else row
-      yield beam.pvalue.TaggedOutput('rejected', {'reason': reason, 'record': record})
-    else:
-      yield example
+  def process(self, serialized: List[bytes]):
+    keys, examples, rejected = check_batch(serialized, self._key_column, self._spec)
+    for record in rejected:
+      yield beam.pvalue.TaggedOutput('rejected', record)
+    if examples:
+      yield keys, examples
 
 
-def build_examples(rows: beam.PCollection, params: Dict[str, Any]) -> BuiltExamples:
-  """Keyed rows -> `score` examples for the model, and rejected rows with their reason (REASONS).
+class _DuplicateKeys(beam.CombineFn):
+  """The keys that occur more than once among batches of keys: (seen, duplicated) sets, a set operation per
+  key instead of a Beam element per key (the keys of one run must fit in a worker's memory: 1M keys of 7
+  characters take about 100 MB)."""
+
+  def create_accumulator(self):
+    return set(), set()
+
+  def add_input(self, accumulator, keys):
+    seen, duplicated = accumulator
+    for key in keys:
+      if key in seen:
+        duplicated.add(key)
+      else:
+        seen.add(key)
+    return accumulator
+
+  def merge_accumulators(self, accumulators):
+    seen, duplicated = set(), set()
+    for other_seen, other_duplicated in accumulators:
+      duplicated |= other_duplicated | (seen & other_seen)
+      seen |= other_seen
+    return seen, duplicated
+
+  def extract_output(self, accumulator):
+    return accumulator[1]
+
+
+def _unique_only(checked: Tuple[List[str], List[bytes]], duplicates: Set[str]):
+  """The examples of keys that occur once; every row of a duplicated key rejected (none may be picked)."""
+  keys, examples = checked
+  kept = [example for key, example in zip(keys, examples) if key not in duplicates]
+  if kept:
+    yield kept
+  for key, example in zip(keys, examples):
+    if key in duplicates:
+      yield beam.pvalue.TaggedOutput('rejected', {'reason': 'duplicate_key',
+                                                  'record': beam_io.serialized_example_to_row(example)})
+
+
+@batched
+def build_examples(batches: beam.PCollection, params: Dict[str, Any]) -> BuiltExamples:
+  """Batches of serialized keyed raw examples -> batches of `score` examples for the model, and rejected rows
+  with their reason (REASONS).
 
   params: key_column, model_dir (a SavedModel folder), signature (its serving signature), unique_keys (reject
-  every row of a key that occurs more than once).
+  every row of a key that occurs more than once: the keys are compared, not the rows grouped).
   """
-  checked = rows | 'CheckRows' >> beam.ParDo(
-      _CheckRows(params['key_column'], params['model_dir'], params['signature'])).with_outputs(
+  checked = batches | 'CheckBatches' >> beam.ParDo(
+      _CheckBatches(params['key_column'], params['model_dir'], params['signature'])).with_outputs(
           'rejected', main='valid')
   if not params['unique_keys']:
-    return BuiltExamples(splits={SCORE_SPLIT: checked.valid}, rejected=checked.rejected)
-  unique = (checked.valid
-            | 'ByKey' >> beam.Map(lambda row, key: (_key_text(row[key]), row), params['key_column'])
-            | 'GroupByKey' >> beam.GroupByKey()
-            | 'OnePerKey' >> beam.FlatMap(_one_per_key).with_outputs('rejected', main='valid'))
+    return BuiltExamples(splits={SCORE_SPLIT: checked.valid | 'Examples' >> beam.Map(lambda kv: kv[1])},
+                         rejected=checked.rejected)
+  duplicates = (checked.valid
+                | 'Keys' >> beam.Map(lambda kv: kv[0])
+                | 'DuplicateKeys' >> beam.CombineGlobally(_DuplicateKeys()))
+  unique = checked.valid | 'UniqueOnly' >> beam.FlatMap(
+      _unique_only, beam.pvalue.AsSingleton(duplicates)).with_outputs('rejected', main='valid')
   rejected = (checked.rejected, unique.rejected) | 'FlattenRejected' >> beam.Flatten()
   return BuiltExamples(splits={SCORE_SPLIT: unique.valid}, rejected=rejected)

@@ -1,7 +1,7 @@
 """CLV module file: customer examples from transactions, preprocessing, the DNN and its evaluation.
 
 Read top to bottom: build_examples (Beam, used by ExamplesBuilder) -> preprocessing_fn (Transform)
--> run_fn (Trainer) -> eval_config (Evaluator).
+-> tuner_fn (Tuner) -> run_fn (Trainer) -> eval_config (Evaluator).
 
 Input rows: customer_id, date (YYYY-MM-DD, YYYYMMDD or ISO-8601), quantity, amount.
 Per customer, features are computed over the calibration window [first purchase, threshold_date];
@@ -21,9 +21,11 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
 from google.protobuf import wrappers_pb2
+from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from pipelines.components.examples_builder import BuiltExamples
+from pipelines.parsing import parse_finite_float
 
 KEY = 'customer_id'
 LABEL = 'label'
@@ -31,17 +33,23 @@ PREDICTION = 'predicted_value'
 MEAN_BASELINE = 'mean_baseline'
 BTYD_PREDICTION = 'btyd_clv'
 BTYD_PREFIX = 'btyd'
-# log1p then z-score: counts and money (heavy right tails).
-LOG_FEATURES = ['frequency', 'total_spend', 'mean_spend', 'mean_quantity', 'monetary_value',
-                'purchases_last_30', 'purchases_last_90']
-# z-score only: durations in days.
-LINEAR_FEATURES = ['recency', 'T', 'mean_days_between_purchases']
+# Model inputs, log1p then z-score (counts, money, rates and days have heavy right tails). Each means the same
+# at any customer age (fixed look-back windows, per-purchase means, rates, days since the last purchase), so
+# scoring customers older than the training ones does not extrapolate as frequency, T or total spend did
+# (see benchmarks/clv_backtest_variants.py and docs/clv.md for the backtest that chose them).
+LOG_FEATURES = ['mean_spend', 'mean_quantity', 'monetary_value', 'purchases_last_30', 'purchases_last_90',
+                'purchases_last_180', 'purchases_last_365', 'spend_last_30', 'spend_last_90', 'spend_last_180',
+                'spend_last_365', 'purchase_rate', 'spend_rate', 'days_since_last']
+# z-score only: none at present (raw durations such as T and recency grow with age).
+LINEAR_FEATURES: List[str] = []
 MONTH_FEATURE = 'first_purchase_month'
 # For slicing the evaluation only (not a model input): repeat purchase days in buckets.
 FREQUENCY_BUCKET = 'frequency_bucket'
 FREQUENCY_BUCKETS = ((0, '0'), (1, '1'), (3, '2-3'), (7, '4-7'))  # (upper bound, name); above: '8+'
 
 Purchase = Tuple[datetime.date, float, float]  # (day, quantity, amount)
+WINDOWS = (30, 90, 180, 365)  # look-back windows in days
+MIN_RATE_DAYS = 30  # age floor of the rate features
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -66,8 +74,8 @@ def parse_transaction(row: Dict[str, Any]) -> Tuple[Optional[Tuple[str, Purchase
   except (TypeError, ValueError):
     return None, 'unparsable_date'
   try:
-    quantity = float(row.get('quantity'))
-    amount = float(row.get('amount'))
+    quantity = parse_finite_float(row.get('quantity'))
+    amount = parse_finite_float(row.get('amount'))
   except (TypeError, ValueError):
     return None, 'unparsable_number'
   if quantity != quantity or amount != amount:  # NaN
@@ -111,7 +119,24 @@ def customer_features(purchases: Iterable[Purchase], as_of: datetime.date) -> Op
       'purchases_last_90': sum(1 for d in days if (as_of - d).days < 90),
       MONTH_FEATURE: first.month,
       FREQUENCY_BUCKET: frequency_bucket(frequency),
+      **window_features(days, spends, as_of),
+      'days_since_last': (as_of - last).days,
+      # per 365 days of age, the age floored at MIN_RATE_DAYS so that a new customer's rate is not inflated
+      'purchase_rate': len(days) * 365.0 / max((as_of - first).days, MIN_RATE_DAYS),
+      'spend_rate': total_spend * 365.0 / max((as_of - first).days, MIN_RATE_DAYS),
   }
+
+
+def window_features(days: List[datetime.date], spends: List[float], as_of: datetime.date) -> Dict[str, float]:
+  """Purchase days and spend in the last w days before as_of (as_of included) for w in WINDOWS: the same
+  meaning at any customer age, unlike counts and spend since the first purchase."""
+  features: Dict[str, float] = {}
+  for window in WINDOWS:
+    recent = [spend for day, spend in zip(days, spends) if (as_of - day).days < window]
+    if window > 90:  # purchases_last_30 / _90 exist already
+      features[f'purchases_last_{window}'] = len(recent)
+    features[f'spend_last_{window}'] = float(sum(recent))
+  return features
 
 
 def frequency_bucket(frequency: int) -> str:
@@ -320,19 +345,17 @@ def _serving_fn(model: keras.Model, tf_transform_output: tft.TFTransformOutput, 
   return serve
 
 
-def run_fn(fn_args) -> None:
-  """Trains the DNN on the transformed train split and saves a Keras-2 SavedModel with serving_default."""
-  config = fn_args.custom_config
+def _feature_widths(tf_transform_output: tft.TFTransformOutput) -> Dict[str, int]:
+  return {name: spec.shape[-1] if spec.shape else 1
+          for name, spec in tf_transform_output.transformed_feature_spec().items() if name not in (LABEL, KEY)}
+
+
+def fit_model(features: Dict[str, np.ndarray], labels: np.ndarray, feature_widths: Dict[str, int],
+              config: Dict[str, Any], epochs: int) -> keras.Model:
+  """Builds and fits the DNN with `config` (seed, loss, hidden_units, dropout, learning_rate, batch_size)."""
   seed = int(config['seed'])
   keras.utils.set_random_seed(seed)
   tf.config.experimental.enable_op_determinism()
-  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-  feature_widths = {name: spec.shape[-1] if spec.shape else 1
-                    for name, spec in tf_transform_output.transformed_feature_spec().items()
-                    if name not in (LABEL, KEY)}
-  features, labels = training_data(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
-  train_mean = float(labels.mean())
-  logging.info('Training label mean (the mean baseline): %.4f over %d customers', train_mean, len(labels))
   train = (tf.data.Dataset.from_tensor_slices((features, labels))
            .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)  # same seed, same batches
            .batch(int(config['batch_size'])))
@@ -340,7 +363,54 @@ def run_fn(fn_args) -> None:
                       float(config['dropout']), config['loss'], initial_output_bias(labels, config['loss']))
   model.compile(optimizer=keras.optimizers.Adam(float(config['learning_rate'])),
                 loss=ziln_loss if config['loss'] == 'ziln' else 'mse')
-  model.fit(train, epochs=int(config['epochs']), verbose=2)
+  model.fit(train, epochs=epochs, verbose=2)
+  return model
+
+
+# The Tuner's search space: small, since each trial trains a model (values as the settings spell them).
+SEARCH_SPACE = {'hidden_units': ['32', '64,32', '128,64'], 'dropout': [0.0, 0.2, 0.4],
+                'learning_rate': [0.001, 0.002, 0.005]}
+
+
+def tuner_fn(fn_args):
+  """TFX Tuner: a seeded random search over SEARCH_SPACE of custom_config['trials'] trials, each training
+  for epochs / (2 * trials) epochs (at least 1) on the train split and scored by the MAE of its expected
+  spend on the eval split (the champion gate's default metric)."""
+  import keras_tuner  # pylint: disable=g-import-not-at-top
+  from pipelines import tuning  # pylint: disable=g-import-not-at-top
+  config = dict(fn_args.custom_config)
+  trials = int(config['trials'])
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+  widths = _feature_widths(tf_transform_output)
+  features, labels = training_data(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
+  eval_features, eval_labels = training_data(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
+  epochs = max(1, int(config['epochs']) // (2 * trials))
+
+  def build_and_score(hp) -> float:
+    model = fit_model(features, labels, widths, {**config, **hp.values}, epochs)
+    predicted = predicted_value(model.predict(eval_features, batch_size=4096, verbose=0), config['loss']).numpy()
+    return float(np.mean(np.abs(predicted - eval_labels.reshape(-1))))
+
+  space = keras_tuner.HyperParameters()
+  for name, values in SEARCH_SPACE.items():
+    space.Choice(name, values)
+  return tfx.components.TunerFnResult(
+      tuner=tuning.make_tuner(build_and_score, space, 'eval_mean_absolute_error', 'min', trials,
+                              int(config['seed']), fn_args.working_dir, settings=config),
+      fit_kwargs={})
+
+
+def run_fn(fn_args) -> None:
+  """Trains the DNN on the transformed train split (with the Tuner's best values when it ran) and saves a
+  Keras-2 SavedModel with serving_default."""
+  from pipelines import tuning  # pylint: disable=g-import-not-at-top
+  config = tuning.tuned_values(fn_args, fn_args.custom_config)
+  logging.info('Training with %s', {k: config[k] for k in ('hidden_units', 'dropout', 'learning_rate')})
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  features, labels = training_data(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
+  train_mean = float(labels.mean())
+  logging.info('Training label mean (the mean baseline): %.4f over %d customers', train_mean, len(labels))
+  model = fit_model(features, labels, _feature_widths(tf_transform_output), config, int(config['epochs']))
   model.save(fn_args.serving_model_dir, save_format='tf',
              signatures={'serving_default': _serving_fn(model, tf_transform_output, config['loss'], train_mean)})
 

@@ -1,13 +1,15 @@
 """Recommender module file: (user, track) pairs from listens, TFT vocabularies, the two-tower model, its evaluation.
 
 Read top to bottom: build_examples (Beam, used by ExamplesBuilder) -> preprocessing_fn (Transform)
--> run_fn (Trainer) -> eval_config (Evaluator); recall_at_k is the ranking metric the RecallEvaluator computes.
+-> tuner_fn (Tuner) / run_fn (Trainer) -> eval_config (Evaluator); recall_at_k and catalog_metrics are the ranking
+metrics the RecallEvaluator computes.
 
 Input rows: user_name, track_id, track_name, artist_name, tags ('|'-separated, may be empty), listened_at (ISO-8601
 or epoch seconds). One example per (user, track) pair: listen_count, label = listen_count > 2, weight (positive:
 sqrt(count / the user's largest count), negative: 1 / count, as the reference), item features (artist, tags) and
 user features (the user's share of training listens per top tag). TensorFlow Recommenders is not in the lock: both
-towers, the |cosine| score and the brute-force top-k are plain tf_keras / TensorFlow.
+towers, the sampled-softmax retrieval loss (objective `softmax`) or the reference's |cosine| log loss (`cosine`), and
+the brute-force top-k are plain tf_keras / TensorFlow.
 """
 import collections
 import datetime
@@ -26,6 +28,7 @@ from tfx_bsl.public import tfxio
 
 from pipelines import metrics
 from pipelines.components.examples_builder import BuiltExamples
+from pipelines.parsing import parse_finite_float
 
 USER, TRACK, ARTIST, TAGS = 'user_name', 'track_id', 'artist_name', 'tags'
 COUNT, LABEL, WEIGHT = 'listen_count', 'label', 'weight'
@@ -38,12 +41,14 @@ REASONS = ('missing_user', 'missing_track', 'unparsable_timestamp')
 USER_INDEX, TRACK_INDEX, ARTIST_INDEX, TAG_INDEX = 'user_index', 'track_index', 'artist_index', 'tag_index'
 USER_VOCAB, TRACK_VOCAB, ARTIST_VOCAB, TAG_VOCAB = 'user', 'track', 'artist', 'tag'
 # Model outputs and signatures
-PREDICTION = 'probability'               # |cosine| of the two towers
+PREDICTION = 'probability'               # (1 + cosine) / 2 of the two towers (|cosine| for objective cosine)
 POPULARITY = 'popularity_score'          # the track's training listens / the largest: the pair-level baseline
 TOP_K_SIGNATURE = 'top_k'                # user names -> top-k tracks
 TOP_K_EXAMPLES_SIGNATURE = 'top_k_examples'  # serialized tf.Examples with user_name -> the same (BulkInferrer)
 EMBED_USERS, EMBED_TRACKS = 'embed_users', 'embed_tracks'  # names -> unit vectors (RecallEvaluator)
 TOP_TRACKS, TOP_SCORES, IS_FALLBACK = 'track_ids', 'scores', 'is_fallback'
+EXCLUDED_SCORE = -2.0  # below every cosine: a user's training tracks come last in top_k when excluded
+OBJECTIVES = ('softmax', 'cosine')
 
 Listen = Tuple[str, str, str, Tuple[str, ...]]  # (user, track, artist, tags)
 
@@ -56,7 +61,7 @@ def parse_timestamp(value: Any) -> datetime.datetime:
   """Epoch seconds (number or numeric string) or ISO-8601 (naive = UTC); ValueError otherwise."""
   text = str(value).strip()
   try:
-    seconds = float(text)
+    seconds = parse_finite_float(text)
   except ValueError:
     parsed = datetime.datetime.fromisoformat(text.replace('Z', '+00:00'))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
@@ -235,20 +240,23 @@ def _tower(inputs: List[tf.Tensor], units: Sequence[int], output_dim: int, name:
 
 
 def build_towers(sizes: Sizes, n_user_features: int, max_tags: int, embedding_dim: int, units: Sequence[int],
-                 output_dim: int) -> Tuple[keras.Model, keras.Model]:
+                 output_dim: int, embedding_l2: float = 0.0) -> Tuple[keras.Model, keras.Model]:
   """User tower (user embedding + user features) and item tower (track, artist and mean tag embeddings), each
-  ending in a linear layer of `output_dim`."""
+  ending in a linear layer of `output_dim`; every embedding carries an L2 penalty of `embedding_l2`."""
+  def embedding(size, name):
+    return keras.layers.Embedding(size, embedding_dim, name=name, embeddings_regularizer=(
+        keras.regularizers.L2(embedding_l2) if embedding_l2 > 0 else None))
   user = keras.Input(shape=(), dtype=tf.int64, name=USER_INDEX)
   shares = keras.Input(shape=(n_user_features,), dtype=tf.float32, name=USER_TAG_SHARES)
-  user_embedding = keras.layers.Embedding(sizes.users + 1, embedding_dim, name='user_embedding')(user)
+  user_embedding = embedding(sizes.users + 1, 'user_embedding')(user)
   user_tower = keras.Model([user, shares], _tower([user_embedding, shares], units, output_dim, 'user'),
                            name='user_tower')
   track = keras.Input(shape=(), dtype=tf.int64, name=TRACK_INDEX)
   artist = keras.Input(shape=(), dtype=tf.int64, name=ARTIST_INDEX)
   tags = keras.Input(shape=(max_tags,), dtype=tf.int64, name=TAG_INDEX)
-  track_embedding = keras.layers.Embedding(sizes.tracks + 1, embedding_dim, name='track_embedding')(track)
-  artist_embedding = keras.layers.Embedding(sizes.artists + 1, embedding_dim, name='artist_embedding')(artist)
-  tag_embeddings = keras.layers.Embedding(sizes.tags + 2, embedding_dim, name='tag_embedding')(tags)
+  track_embedding = embedding(sizes.tracks + 1, 'track_embedding')(track)
+  artist_embedding = embedding(sizes.artists + 1, 'artist_embedding')(artist)
+  tag_embeddings = embedding(sizes.tags + 2, 'tag_embedding')(tags)
   tag_mask = keras.layers.Lambda(lambda t: tf.cast(t > 0, tf.float32)[..., None], name='tag_mask')(tags)
   mean_tags = keras.layers.Lambda(
       lambda a: tf.reduce_sum(a[0] * a[1], 1) / tf.maximum(tf.reduce_sum(a[1], 1), 1.0), name='mean_tags')(
@@ -264,13 +272,28 @@ def abs_cosine(user_vectors: tf.Tensor, item_vectors: tf.Tensor) -> tf.Tensor:
   return tf.clip_by_value(tf.abs(cosine), 1e-6, 1.0 - 1e-6)
 
 
-def build_model(user_tower: keras.Model, item_tower: keras.Model) -> keras.Model:
-  """The pair model: transformed features -> |cosine| of the two towers, [B, 1]."""
+def cosine_probability(user_vectors: tf.Tensor, item_vectors: tf.Tensor) -> tf.Tensor:
+  """(1 + cosine) / 2 of paired rows: the retrieval model's pair score as a probability, monotone in its rank."""
+  cosine = tf.reduce_sum(tf.math.l2_normalize(user_vectors, -1) * tf.math.l2_normalize(item_vectors, -1), -1)
+  return tf.clip_by_value((1.0 + cosine) / 2.0, 1e-6, 1.0 - 1e-6)
+
+
+def rank_scores(user_vectors: Any, item_vectors: Any, objective: str) -> Any:
+  """[U, T] ranking scores of unit vectors (NumPy or TF): cosine for `softmax`, |cosine| for `cosine`."""
+  product = user_vectors @ item_vectors.T if isinstance(user_vectors, np.ndarray) else tf.matmul(
+      user_vectors, item_vectors, transpose_b=True)
+  return abs(product) if objective == 'cosine' else product
+
+
+def build_model(user_tower: keras.Model, item_tower: keras.Model, objective: str = 'cosine') -> keras.Model:
+  """The pair model: transformed features -> [B, 1] probability: |cosine| of the two towers (objective
+  `cosine`) or (1 + cosine) / 2 (`softmax`)."""
+  pair_score = abs_cosine if objective == 'cosine' else cosine_probability
   inputs = {name: keras.Input(shape=spec.shape[1:], dtype=spec.dtype, name=name)
             for tower in (user_tower, item_tower) for name, spec in zip(tower.input_names, tower.inputs)}
   user = user_tower([inputs[USER_INDEX], inputs[USER_TAG_SHARES]])
   item = item_tower([inputs[TRACK_INDEX], inputs[ARTIST_INDEX], inputs[TAG_INDEX]])
-  score = keras.layers.Lambda(lambda a: abs_cosine(a[0], a[1])[:, None], name=PREDICTION)([user, item])
+  score = keras.layers.Lambda(lambda a: pair_score(a[0], a[1])[:, None], name=PREDICTION)([user, item])
   return keras.Model(inputs, score)
 
 
@@ -340,13 +363,133 @@ def fitted_pairs(train: Dict[str, np.ndarray], sizes: Sizes, config: Dict[str, A
   return {name: values[pairs[WEIGHT] > 0] for name, values in pairs.items()}
 
 
+def sampled_softmax_loss(user_vectors: tf.Tensor, item_vectors: tf.Tensor, item_ids: tf.Tensor,
+                         item_log_q: tf.Tensor, temperature: float, weights: Optional[tf.Tensor] = None
+                         ) -> tf.Tensor:
+  """Softmax cross-entropy of each row's own item against the batch's other items (in-batch negatives).
+
+  Logits: cosine(user i, item j) / temperature - log Q(item j), where Q is the probability of drawing item j into a
+  batch (its share of the training pairs): popular items are negatives more often than the catalogue's, and the
+  correction undoes that bias (Yi et al., RecSys 2019; TFRS `Retrieval` with candidate_sampling_probability).
+  Other rows holding the row's own item are not negatives (accidental hits masked). Returns the weighted mean."""
+  users = tf.math.l2_normalize(user_vectors, -1)
+  items = tf.math.l2_normalize(item_vectors, -1)
+  logits = tf.matmul(users, items, transpose_b=True) / temperature - item_log_q[None, :]
+  same_item = tf.equal(item_ids[:, None], item_ids[None, :])
+  accidental = tf.logical_and(same_item, tf.logical_not(tf.eye(tf.shape(item_ids)[0], dtype=tf.bool)))
+  logits = tf.where(accidental, tf.cast(-1e9, logits.dtype), logits)
+  losses = -tf.linalg.diag_part(tf.nn.log_softmax(logits, axis=-1))
+  if weights is None:
+    return tf.reduce_mean(losses)
+  return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1e-12)
+
+
+class RetrievalModel(keras.Model):
+  """The two towers trained with sampled_softmax_loss on batches of listened (user, track) pairs."""
+
+  def __init__(self, user_tower: keras.Model, item_tower: keras.Model, track_log_q: np.ndarray, temperature: float):
+    super().__init__()
+    self.user_tower, self.item_tower, self.temperature = user_tower, item_tower, temperature
+    self.track_log_q = tf.constant(track_log_q, tf.float32)
+    self.loss_tracker = keras.metrics.Mean(name='loss')
+
+  def _loss(self, features: Dict[str, tf.Tensor], training: bool) -> tf.Tensor:
+    users = self.user_tower([features[USER_INDEX], features[USER_TAG_SHARES]], training=training)
+    items = self.item_tower([features[TRACK_INDEX], features[ARTIST_INDEX], features[TAG_INDEX]],
+                            training=training)
+    loss = sampled_softmax_loss(users, items, features[TRACK_INDEX],
+                                tf.gather(self.track_log_q, features[TRACK_INDEX]), self.temperature)
+    return loss, loss + tf.add_n(self.losses) if self.losses else loss
+
+  def train_step(self, features):
+    with tf.GradientTape() as tape:
+      loss, total = self._loss(features, True)
+    self.optimizer.apply_gradients(zip(tape.gradient(total, self.trainable_variables), self.trainable_variables))
+    self.loss_tracker.update_state(loss)
+    return {'loss': self.loss_tracker.result()}
+
+  def test_step(self, features):
+    self.loss_tracker.update_state(self._loss(features, False)[0])
+    return {'loss': self.loss_tracker.result()}
+
+  @property
+  def metrics(self):
+    return [self.loss_tracker]
+
+
+def track_log_q(track_index: np.ndarray, n_tracks: int) -> np.ndarray:
+  """log of each track's share of the training pairs (at least one pair each): its chance to be in a batch."""
+  counts = np.maximum(np.bincount(track_index, minlength=n_tracks)[:n_tracks], 1).astype(np.float64)
+  return np.log(counts / counts.sum()).astype(np.float32)
+
+
+def fit_towers(train: Dict[str, np.ndarray], valid: Dict[str, np.ndarray], sizes: Sizes, config: Dict[str, Any],
+               verbose: int = 2) -> Tuple[keras.Model, keras.Model, keras.Model]:
+  """(user tower, item tower, pair model) fitted on the in-vocabulary training pairs with the `objective` setting:
+  `softmax` (sampled_softmax_loss over every listened training pair, `temperature`) or `cosine` (the reference's
+  weighted log loss of |cosine| on fitted_pairs). Seeded by `seed`."""
+  seed = int(config['seed'])
+  keras.utils.set_random_seed(seed)
+  objective = str(config['objective'])
+  user_tower, item_tower = build_towers(
+      sizes, train[USER_TAG_SHARES].shape[1], int(config['max_tags']), int(config['embedding_dim']),
+      [int(u) for u in str(config['tower_units']).split(',') if u.strip()], int(config['output_dim']),
+      float(config.get('embedding_l2', 0.0)))
+  model = build_model(user_tower, item_tower, objective)
+  optimizer = keras.optimizers.Adam(float(config['learning_rate']))
+  batch_size, epochs = int(config['batch_size']), int(config['epochs'])
+  if objective == 'softmax':
+    names = [USER_INDEX, USER_TAG_SHARES, TRACK_INDEX, ARTIST_INDEX, TAG_INDEX]
+
+    def dataset(columns, shuffle):
+      data = tf.data.Dataset.from_tensor_slices({n: columns[n] for n in names})
+      if shuffle:
+        data = data.shuffle(len(columns[TRACK_INDEX]), seed=seed, reshuffle_each_iteration=True)
+      # Full batches only in training (every row has the same number of in-batch negatives), fewer rows than one
+      # batch make one smaller batch.
+      return data.batch(max(1, min(batch_size, len(columns[TRACK_INDEX]))), drop_remainder=shuffle)
+    retrieval = RetrievalModel(user_tower, item_tower, track_log_q(train[TRACK_INDEX], sizes.tracks),
+                               float(config['temperature']))
+    retrieval.compile(optimizer=optimizer)
+    retrieval.fit(dataset(train, True), epochs=epochs, validation_data=dataset(valid, False) if len(
+        valid[TRACK_INDEX]) else None, verbose=verbose)
+  elif objective == 'cosine':
+    model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(),
+                  weighted_metrics=[keras.metrics.AUC(name='auc')])
+
+    def dataset(columns, shuffle):
+      data = tf.data.Dataset.from_tensor_slices(({n: columns[n] for n in model.input_names},
+                                                 columns[LABEL][:, None], columns[WEIGHT]))
+      if shuffle:
+        data = data.shuffle(len(columns[LABEL]), seed=seed, reshuffle_each_iteration=True)
+      return data.batch(batch_size)
+    model.fit(dataset(fitted_pairs(train, sizes, config), True), epochs=epochs,
+              validation_data=dataset(valid, False) if len(valid[LABEL]) else None, verbose=verbose)
+  else:
+    raise ValueError(f'objective must be softmax or cosine, not {objective!r}')
+  return user_tower, item_tower, model
+
+
+def tower_vectors(user_tower: keras.Model, item_tower: keras.Model, train: Dict[str, np.ndarray], sizes: Sizes
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+  """Unit vectors of every vocabulary user and track ([users, d], [tracks, d]); user features and item features
+  taken from their training pairs."""
+  shares = entity_table(train[USER_INDEX], sizes.users, train[USER_TAG_SHARES])
+  users = tf.math.l2_normalize(user_tower([np.arange(sizes.users), shares]), -1).numpy()
+  items = tf.math.l2_normalize(item_tower([
+      np.arange(sizes.tracks), entity_table(train[TRACK_INDEX], sizes.tracks, train[ARTIST_INDEX]),
+      entity_table(train[TRACK_INDEX], sizes.tracks, train[TAG_INDEX])]), -1).numpy()
+  return users, items
+
+
 class _Exporter(tf.Module):
   """The serving graph: towers, the transform layer, lookup tables and the precomputed item vectors."""
 
   def __init__(self, model: keras.Model, user_tower: keras.Model, item_tower: keras.Model,
-               tf_transform_output: tft.TFTransformOutput, train: Dict[str, np.ndarray], sizes: Sizes, k: int):
+               tf_transform_output: tft.TFTransformOutput, train: Dict[str, np.ndarray], sizes: Sizes, k: int,
+               objective: str, exclude_training_tracks: bool):
     super().__init__()
-    self.model, self.user_tower, self.item_tower = model, user_tower, item_tower
+    self.model, self.user_tower, self.item_tower, self.objective = model, user_tower, item_tower, objective
     self.tft_layer = tf_transform_output.transform_features_layer()
     self.raw_feature_spec = {name: spec for name, spec in tf_transform_output.raw_feature_spec().items()
                              if name not in (LABEL, WEIGHT, COUNT)}
@@ -357,13 +500,13 @@ class _Exporter(tf.Module):
           tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER), -1)
     self.user_lookup, self.track_lookup = lookup(USER_VOCAB), lookup(TRACK_VOCAB)
     self.track_names = tf.constant(tf_transform_output.vocabulary_by_name(TRACK_VOCAB))
-    shares = entity_table(train[USER_INDEX], sizes.users, train[USER_TAG_SHARES])
-    self.user_vectors = tf.constant(tf.math.l2_normalize(
-        user_tower([np.arange(sizes.users), shares]), -1).numpy())
-    track_ids = np.arange(sizes.tracks)
-    self.item_vectors = tf.constant(tf.math.l2_normalize(item_tower([
-        track_ids, entity_table(train[TRACK_INDEX], sizes.tracks, train[ARTIST_INDEX]),
-        entity_table(train[TRACK_INDEX], sizes.tracks, train[TAG_INDEX])]), -1).numpy())
+    users, items = tower_vectors(user_tower, item_tower, train, sizes)
+    self.user_vectors, self.item_vectors = tf.constant(users), tf.constant(items)
+    # Each user's training tracks, as a ragged row per user index (none when they are not excluded).
+    order = np.lexsort((train[TRACK_INDEX], train[USER_INDEX])) if exclude_training_tracks else np.zeros(0, int)
+    self.listened = tf.RaggedTensor.from_value_rowids(
+        tf.constant(train[TRACK_INDEX][order].astype(np.int64)),
+        tf.constant(train[USER_INDEX][order].astype(np.int64)), nrows=sizes.users)
     counts = np.bincount(train[TRACK_INDEX], weights=train[COUNT], minlength=sizes.tracks)
     self.popularity = tf.constant((counts / max(counts.max(), 1.0)).astype(np.float32))
     popular = np.argsort(-counts, kind='stable')[:k]
@@ -381,17 +524,22 @@ class _Exporter(tf.Module):
             POPULARITY: tf.where(in_vocabulary, tf.gather(self.popularity, track), 0.0)}
 
   def top_k(self, user_names: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """User names -> the k tracks of largest |cosine| (brute force) or, for a user outside the vocabulary, the k
-    most listened training tracks (scores = their training listens) with is_fallback true."""
+    """User names -> the k tracks of largest score (cosine, or |cosine| for the `cosine` objective; brute force;
+    the user's training tracks ranked last when excluded, scored EXCLUDED_SCORE) or, for a user outside the
+    vocabulary, the k most listened training tracks (scores = their training listens) with is_fallback true."""
     index = self.user_lookup.lookup(tf.reshape(user_names, [-1]))
     known = index >= 0
     vectors = tf.gather(self.user_vectors, tf.maximum(index, 0))
-    scores, top = tf.math.top_k(tf.abs(tf.matmul(vectors, self.item_vectors, transpose_b=True)), k=self.k)
+    all_scores = rank_scores(vectors, self.item_vectors, self.objective)
+    listened = tf.gather(self.listened, tf.maximum(index, 0))
+    mask = tf.scatter_nd(tf.stack([listened.value_rowids(), listened.flat_values], 1),
+                         tf.ones_like(listened.flat_values, tf.bool), tf.shape(all_scores, out_type=tf.int64))
+    top_scores, top = tf.math.top_k(tf.where(mask, EXCLUDED_SCORE, all_scores), k=self.k)
     batch = tf.shape(index)[0]
     fallback_tracks = tf.tile(self.fallback_tracks[None], [batch, 1])
     fallback_scores = tf.tile(self.fallback_scores[None], [batch, 1])
     return {TOP_TRACKS: tf.where(known[:, None], tf.gather(self.track_names, top), fallback_tracks),
-            TOP_SCORES: tf.where(known[:, None], scores, fallback_scores), IS_FALLBACK: tf.logical_not(known)}
+            TOP_SCORES: tf.where(known[:, None], top_scores, fallback_scores), IS_FALLBACK: tf.logical_not(known)}
 
   def embed(self, names: tf.Tensor, table: tf.lookup.StaticHashTable, vectors: tf.Tensor) -> Dict[str, tf.Tensor]:
     """Names -> their unit vectors and whether each is in the vocabulary (vector 0 stands in when not)."""
@@ -417,13 +565,13 @@ class _Exporter(tf.Module):
 
 
 def run_fn(fn_args) -> None:
-  """Trains the two towers on the in-vocabulary training pairs (listened negatives weighted by
-  `listened_negative_weight`, plus `sampled_negatives` unlistened tracks per pair) with the weighted log loss of
-  |cosine| and saves
-  a Keras-2 SavedModel with serving_default, top_k, top_k_examples, embed_users and embed_tracks."""
-  config = fn_args.custom_config
-  seed = int(config['seed'])
-  keras.utils.set_random_seed(seed)
+  """Trains the two towers on the in-vocabulary training pairs (fit_towers, objective `objective`) and saves a
+  Keras-2 SavedModel with serving_default, top_k, top_k_examples, embed_users and embed_tracks."""
+  from pipelines import tuning  # pylint: disable=g-import-not-at-top
+  config = tuning.tuned_values(fn_args, fn_args.custom_config)
+  if getattr(fn_args, 'hyperparameters', None):
+    config['output_dim'] = config['embedding_dim']  # the tuned size is both the embedding's and the output's
+  keras.utils.set_random_seed(int(config['seed']))
   tf.config.experimental.enable_op_determinism()
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   sizes = Sizes(tf_transform_output)
@@ -432,26 +580,65 @@ def run_fn(fn_args) -> None:
   logging.info('Training on %d pairs (%d out of vocabulary removed; eval %d, %d removed); %d users, %d tracks, '
                '%d artists, %d tags', len(train[LABEL]), train_oov, len(valid[LABEL]), eval_oov, sizes.users,
                sizes.tracks, sizes.artists, sizes.tags)
-  user_tower, item_tower = build_towers(
-      sizes, train[USER_TAG_SHARES].shape[1], int(config['max_tags']), int(config['embedding_dim']),
-      [int(u) for u in str(config['tower_units']).split(',') if u.strip()], int(config['output_dim']))
-  model = build_model(user_tower, item_tower)
-  model.compile(optimizer=keras.optimizers.Adam(float(config['learning_rate'])),
-                loss=keras.losses.BinaryCrossentropy(), weighted_metrics=[keras.metrics.AUC(name='auc')])
-
-  def dataset(columns, shuffle):
-    data = tf.data.Dataset.from_tensor_slices(({n: columns[n] for n in model.input_names}, columns[LABEL][:, None],
-                                               columns[WEIGHT]))
-    if shuffle:
-      data = data.shuffle(len(columns[LABEL]), seed=seed, reshuffle_each_iteration=True)
-    return data.batch(int(config['batch_size']))
-
-  fit_data = fitted_pairs(train, sizes, config)
-  model.fit(dataset(fit_data, True), epochs=int(config['epochs']), validation_data=dataset(valid, False), verbose=2)
+  user_tower, item_tower, model = fit_towers(train, valid, sizes, config)
   exporter = _Exporter(model, user_tower, item_tower, tf_transform_output, train, sizes,
-                       min(int(config['top_k']), sizes.tracks))
+                       min(int(config['top_k']), sizes.tracks), str(config['objective']),
+                       str(config['exclude_training_tracks']) == 'on')
   model.exporter = exporter
   model.save(fn_args.serving_model_dir, save_format='tf', signatures=exporter.signatures())
+
+
+def sampled_recall(user_vectors: np.ndarray, track_vectors: np.ndarray, pairs: Dict[str, np.ndarray], objective: str,
+                   num_samples: int, seed: int, k: int) -> float:
+  """recall@k of the positive pairs (label 1) of `pairs` against `num_samples` sampled tracks (the
+  RecallEvaluator's protocol); NaN when there is no positive."""
+  positive = pairs[LABEL] > 0
+  users, tracks = pairs[USER_INDEX][positive], pairs[TRACK_INDEX][positive]
+  samples = sample_negatives(tracks, len(track_vectors), num_samples, seed)
+  candidates = np.concatenate([tracks[:, None], samples], axis=1)
+  products = np.einsum('pd,pnd->pn', user_vectors[users], track_vectors[candidates])
+  scored = np.abs(products) if objective == 'cosine' else products
+  return recall_at_k(ranks(scored[:, 0], scored[:, 1:]), [k])[k]
+
+
+TUNED = ('embedding_dim', 'temperature', 'learning_rate', 'embedding_l2')
+
+
+def search_space() -> 'keras_tuner.HyperParameters':
+  """The Tuner's space: embedding size, softmax temperature, learning rate, embedding L2."""
+  import keras_tuner  # pylint: disable=g-import-not-at-top
+  hp = keras_tuner.HyperParameters()
+  hp.Choice('embedding_dim', [32, 64])
+  hp.Choice('temperature', [0.3, 0.5, 0.7])
+  hp.Choice('learning_rate', [0.003, 0.01])
+  hp.Choice('embedding_l2', [0.0, 1e-5])
+  return hp
+
+
+def tuner_fn(fn_args):
+  """TFX Tuner: a seeded random search (pipelines.tuning) of `tuning_trials` trials over search_space(), each
+  fitting the towers for `tuning_epochs` epochs and scored by eval recall@10 (sampled protocol, maximized)."""
+  from pipelines import tuning  # pylint: disable=g-import-not-at-top
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  config = fn_args.custom_config
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+  sizes = Sizes(tf_transform_output)
+  train, _ = transformed_pairs(fn_args.train_files, fn_args.data_accessor, tf_transform_output, sizes)
+  valid, _ = transformed_pairs(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, sizes)
+
+  def build_and_score(hp) -> float:
+    trial = {**config, **{name: hp.get(name) for name in TUNED}, 'epochs': int(config['tuning_epochs'])}
+    trial['output_dim'] = trial['embedding_dim']
+    user_tower, item_tower, _ = fit_towers(train, valid, sizes, trial, verbose=0)
+    users, tracks = tower_vectors(user_tower, item_tower, train, sizes)
+    value = sampled_recall(users, tracks, valid, str(config['objective']), int(config['recall_samples']),
+                           int(config['seed']), 10)
+    return value if math.isfinite(value) else 0.0
+
+  tuner = tuning.make_tuner(build_and_score, search_space(), 'eval_recall_at_10', 'max',
+                            int(config['tuning_trials']), int(config['seed']), fn_args.working_dir,
+                            settings=config)
+  return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -490,3 +677,33 @@ def ranks(positive_scores: np.ndarray, sampled_scores: np.ndarray) -> np.ndarray
 def recall_at_k(rank: np.ndarray, ks: Iterable[int]) -> Dict[int, float]:
   """k -> share of positives whose rank is below k."""
   return {k: float((rank < k).mean()) if len(rank) else float('nan') for k in ks}
+
+
+def catalog_metrics(scores_matrix: np.ndarray, excluded: np.ndarray, relevant: np.ndarray, ks: Iterable[int],
+                    chunk: int = 512) -> Dict[str, float]:
+  """Full-catalog recall@k and NDCG@k: each user's tracks ranked by score ([U, T]), `excluded` tracks (the user's
+  training tracks) removed, ties broken by vocabulary order. recall_at_k: share of the relevant (user, track) pairs
+  (the positive test pairs) ranked in the user's top k; ndcg_at_k: mean over users with a relevant track of
+  DCG@k / ideal DCG@k (binary gains, 1 / log2(rank + 1))."""
+  ks = sorted(set(int(k) for k in ks))
+  max_k = min(max(ks), scores_matrix.shape[1])
+  discount = 1.0 / np.log2(np.arange(2, max_k + 2))
+  hits_at = {k: 0.0 for k in ks}
+  ndcg_sum = {k: 0.0 for k in ks}
+  for start in range(0, len(scores_matrix), chunk):
+    block = np.where(excluded[start:start + chunk], -np.inf, scores_matrix[start:start + chunk].astype(np.float64))
+    top = np.argsort(-block, axis=1, kind='stable')[:, :max_k]
+    block_relevant = relevant[start:start + chunk]
+    hits = np.take_along_axis(block_relevant, top, axis=1) & np.isfinite(np.take_along_axis(block, top, axis=1))
+    n_relevant = block_relevant.sum(1)
+    for k in ks:
+      hits_at[k] += hits[:, :k].sum()
+      ideal = np.cumsum(discount)[np.minimum(n_relevant, min(k, max_k)) - 1]
+      dcg = (hits[:, :k] * discount[:k]).sum(1)
+      ndcg_sum[k] += float((dcg / ideal)[n_relevant > 0].sum())
+  total, users = relevant.sum(), int((relevant.sum(1) > 0).sum())
+  out = {}
+  for k in ks:
+    out[f'catalog_recall_at_{k}'] = float(hits_at[k] / total) if total else float('nan')
+    out[f'catalog_ndcg_at_{k}'] = ndcg_sum[k] / users if users else float('nan')
+  return out

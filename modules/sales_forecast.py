@@ -30,6 +30,7 @@ from tfx_bsl.public import tfxio
 
 from pipelines import tuning
 from pipelines.components.examples_builder import BuiltExamples
+from pipelines.parsing import parse_finite_float
 from pipelines.sales_forecast import methods
 
 COLUMNS = ['date', 'store_number', 'item_number', 'item_description', 'category_name', 'vendor_name', 'pack',
@@ -92,8 +93,8 @@ def parse_date(value: Any) -> datetime.date:
 
 def parse_number(value: Any) -> float:
   """A finite number from an int, float or string ('$12.50' and '1,234' accepted); ValueError otherwise."""
-  number = float(str(value).strip().replace('$', '').replace(',', '')) if isinstance(value, (str, bytes)) \
-      else float(value)
+  number = parse_finite_float(str(value).strip().replace('$', '').replace(',', '')
+                              if isinstance(value, (str, bytes)) else value)
   if not np.isfinite(number):
     raise ValueError(f'not a finite number: {value!r}')
   return number
@@ -451,7 +452,8 @@ def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
     return fit(features, labels, months, n_categories, trial)[1]['validation_mae']
 
   tuner = tuning.make_tuner(build_and_score, search_space(), 'validation_mae', 'min',
-                            int(config['tuning_trials']), int(config['seed']), fn_args.working_dir)
+                            int(config['tuning_trials']), int(config['seed']), fn_args.working_dir,
+                            settings=config)
   return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})
 
 

@@ -1,14 +1,17 @@
 """Beam helpers shared by our components: tf.Example <-> dict rows, counters written as one JSON file."""
 import json
+import math
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import tensorflow as tf
 from tfx_bsl.coders import example_coder
 
 COUNTS_FILE = 'counts.json'
+READ_RECORDS = 10_000  # records a reader run reads, at least (1M rows: 1.8 CPU-s, against 2.1 reading 1,000 a run)
 Row = Dict[str, Any]
 
 
@@ -114,6 +117,44 @@ def RowsToSerializedExamples(rows: beam.PCollection) -> beam.PCollection:  # pyl
   return (rows
           | 'Batch' >> beam.BatchElements(min_batch_size=1, max_batch_size=1000)
           | 'Encode' >> beam.FlatMap(rows_to_serialized_examples))
+
+
+def record_batches(path: str, batch_size: int) -> Iterator[np.ndarray]:
+  """The serialized records of one GZIP TFRecord file, `batch_size` at a time (the last batch may be smaller).
+
+  Read by a TF1 TFRecordReader (ReaderReadUpTo, record by record in C++) from a queue holding the file, closed,
+  so the end of the file is the queue's OutOfRange; at least READ_RECORDS records a session run, sliced into
+  batches. Measured on a 1M-row file on 2 cores: 1.8 CPU-s with the fetch into NumPy (2.1 reading 1,000 records
+  a run), against 3.7 CPU-s for tf.data's TFRecordDataset + batch (an iterator step per record) without any
+  fetch; and a tf.data iterator that had read the file made the session's close take 2-4 s."""
+  read_size = batch_size * math.ceil(READ_RECORDS / batch_size)  # whole batches, so only the last is short
+  graph = tf.compat.v1.Graph()
+  with graph.as_default():
+    queue = tf.queue.FIFOQueue(1, tf.string)
+    enqueue, close = queue.enqueue(path), queue.close()
+    _, records = tf.compat.v1.TFRecordReader(options=tf.io.TFRecordOptions('GZIP')).read_up_to(queue, read_size)
+  with tf.compat.v1.Session(graph=graph) as session:
+    session.run(enqueue)
+    session.run(close)
+    while True:
+      try:
+        read = session.run(records)
+      except tf.errors.OutOfRangeError:
+        return
+      for start in range(0, len(read), batch_size):
+        yield read[start:start + batch_size]
+
+
+@beam.ptransform_fn
+def ReadExampleBatches(pipeline: beam.Pipeline, file_patterns: Sequence[str],  # pylint: disable=invalid-name
+                       batch_size: int) -> beam.PCollection:
+  """Lists of up to batch_size serialized records of the GZIP TFRecord files matching the patterns, each file
+  read in C++ (record_batches) by one worker, the batches then spread over the workers."""
+  files = sorted({path for pattern in file_patterns for path in tf.io.gfile.glob(pattern)})
+  return (pipeline
+          | 'Files' >> beam.Create(files)
+          | 'ReadBatches' >> beam.FlatMap(lambda path: (batch.tolist() for batch in record_batches(path, batch_size)))
+          | 'SpreadBatches' >> beam.Reshuffle())
 
 
 @beam.ptransform_fn

@@ -1,4 +1,4 @@
-"""CLI: python -m pipelines {list,run,compile} ...
+"""CLI: python -m pipelines {list,run,compile,backtest} ...
 
   python -m pipelines list
   python -m pipelines run USE_CASE [--data PATH|gs://...|bq://project.dataset.table] [--output DIR]
@@ -6,6 +6,7 @@
       [--set key=value ...]
   python -m pipelines compile USE_CASE --runner vertex --output SPEC.json [--image IMAGE] [--data ...] [...]
   python -m pipelines run batch_inference [--model PATH | --from USE_CASE] [--rows N] [--data FILES|bq://...]
+  python -m pipelines backtest clv --cut DATE [--horizon DAYS] [--data CSV] [--output DIR] [--set key=value ...]
 
 A run prints one line per component as it starts and ends, then its status and the report's path; the full log
 is runs/<use case>/logs/run.log (--verbose prints it instead). User errors (unknown use case, missing data, bad
@@ -65,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
                           'output directory (default: runs/)', 'runs')
   _add_pipeline_arguments(commands.add_parser('compile', help='compile a pipeline for Vertex AI Pipelines'),
                           ['vertex'], 'the pipeline spec file to write (.json or .yaml)', None)
+  backtest = commands.add_parser('backtest', help='clv: run as of a cut date, compare with the actual future')
+  backtest.add_argument('use_case', choices=[name for name, use_case in registry.USE_CASES.items() if use_case.backtest])
+  backtest.add_argument('--cut', required=True, help='YYYY-MM-DD: train and score as of this date')
+  backtest.add_argument('--horizon', type=int, default=120, help='days of the label and the future (default 120)')
+  backtest.add_argument('--data', help='a local CSV (default: the bundled data)')
+  backtest.add_argument('--output', default='runs', help='output directory (default: runs/)')
+  backtest.add_argument('--set', dest='settings', action='append', default=[], metavar='KEY=VALUE')
+  backtest.add_argument('--verbose', action='store_true', help='print the full log')
   return parser
 
 
@@ -214,6 +223,17 @@ def _run(args: argparse.Namespace, console: progress.Console) -> int:
   return 0
 
 
+def _backtest(args: argparse.Namespace, console: progress.Console) -> int:
+  use_case = registry.get(args.use_case)
+  data = args.data or use_case.default_data
+  registry.check_csv_header(data, use_case.required_columns)
+  try:
+    return use_case.backtest(data, args.cut, args.horizon, args.output, args.settings,
+                             lambda argv: main(argv + (['--verbose'] if console.verbose else []), console), console.out)
+  except ValueError as e:  # a bad --cut, or a cut the data cannot check
+    raise registry.UsageError(str(e).splitlines()[0]) from None
+
+
 def main(argv: List[str], console: progress.Console) -> int:
   """Runs the command in `argv`, printing to `console` (pipelines.progress); returns the exit code."""
   try:  # argparse's usage and help messages go to the terminal, not the log
@@ -223,7 +243,8 @@ def main(argv: List[str], console: progress.Console) -> int:
     return int(e.code or 0)
   logging.set_verbosity(logging.INFO)
   try:
-    return {'list': lambda _, c: _list(c), 'run': _run, 'compile': _compile}[args.command](args, console)
+    return {'list': lambda _, c: _list(c), 'run': _run, 'compile': _compile,
+            'backtest': _backtest}[args.command](args, console)
   except registry.UsageError as e:
     print(f'error: {e}', file=console.err)
     return EXIT_USAGE

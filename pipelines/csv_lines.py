@@ -1,34 +1,127 @@
-"""CSV files read as text lines (local or gs://, gzipped when the name ends in .gz), never failing on a bad line.
+"""CSV files (local or gs://, gzipped when the name ends in .gz) read as CSV defines them, never failing on a bad
+line: the one reader of every use case's CSV input.
 
-CsvExampleGen fails a whole run on one line with a wrong field count; here such a line becomes a row holding
-only the line, under the use case's malformed-line key, for its ExamplesBuilder to reject with its reason and
-count like every other bad row. Values stay strings. Quoted fields with line breaks are not supported.
+A UTF-8 byte-order mark and CRLF line ends are accepted; quoted fields may hold commas, quotes and line breaks.
+Each file is decoded line by line in the run's `encoding` (default utf-8; cp1252 or latin-1 for files from
+older spreadsheet programs): a line that is not valid in it, and a record whose field count differs from the
+header's (or that holds a NUL byte), becomes a *rejected row* {REJECTED_REASON: 'bad_encoding' or
+'wrong_field_count', REJECTED_LINE: the original text}, which the ExamplesBuilder sets aside with its reason
+before the use case sees the rows (pipelines/components/examples_builder.py). Blank lines are not rows.
+Values stay strings, as BigQuery gives them; the use case parses them.
+
+CsvExampleGen fails a whole run on one line with a wrong field count or a byte not in UTF-8, so every use case
+reads local and gs:// CSV files through CsvRowsExecutor (pipelines/example_gens.py) instead.
 """
+import abc
 import csv
 import gzip
-from typing import Callable, Collection, Dict, List, Optional, Sequence
+import io
+import json
+import os
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
 import tensorflow as tf
+from tfx import types
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.example_gen import write_split
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.util import examples_utils
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+from tfx_bsl.coders import example_coder
+
+from pipelines import beam_io
+
+REJECTED_REASON = '__rejected_reason__'  # on a row the reader could not read: why
+REJECTED_LINE = '__rejected_line__'      # ... and the original text of the line(s)
+BAD_ENCODING = 'bad_encoding'
+WRONG_FIELD_COUNT = 'wrong_field_count'
+DEFAULT_ENCODING = 'utf-8'
+BATCH_ROWS = 1000  # rows per encoded batch: tfx_bsl's encoder pays per call, not per row
+_BOM = '\ufeff'
+
+Record = Tuple[Optional[List[str]], str]  # (fields, or None when unreadable; the record's text)
 
 
-def first_line(path: str) -> str:
-  """The first line of a text file (local or any tf.io.gfile path), gunzipped when its name ends in .gz, as
-  Beam's ReadFromText reads it."""
-  with tf.io.gfile.GFile(path, 'rb') as raw:
-    stream = gzip.GzipFile(fileobj=raw) if path.endswith('.gz') else raw
-    return stream.readline().decode('utf-8').strip()
+def open_binary(path: str) -> io.IOBase:
+  """`path` (local or any tf.io.gfile path) opened for reading bytes, gunzipped when its name ends in .gz."""
+  raw = open(path, 'rb') if '://' not in path else tf.io.gfile.GFile(path, 'rb')  # pylint: disable=consider-using-with
+  return gzip.GzipFile(fileobj=raw) if path.endswith('.gz') else raw
 
 
-def csv_header(path: str) -> List[str]:
-  """The column names on a CSV file's first line, stripped."""
-  return [name.strip() for name in next(csv.reader([first_line(path)]))]
+def csv_records(raw_lines: Iterable[bytes], encoding: str = DEFAULT_ENCODING) -> Iterator[Tuple[Record, str]]:
+  """((fields, text), reason) for each CSV record of the byte lines: reason '' for a readable record (fields
+  as csv.reader gives them, a quoted line break kept), BAD_ENCODING for a line that does not decode (fields
+  None, its text decoded with U+FFFD for the bad bytes) and WRONG_FIELD_COUNT for a line csv cannot read (a
+  NUL byte). A byte-order mark at the start is dropped; blank lines are skipped."""
+  consumed: List[str] = []
+  bad: List[str] = []
+  first = [True]
+
+  def decoded() -> Iterator[str]:
+    for raw in raw_lines:
+      try:
+        line = raw.decode(encoding)
+      except UnicodeDecodeError:
+        bad.append(raw.decode(encoding, errors='replace').rstrip('\r\n'))
+        continue
+      if first[0]:
+        first[0] = False
+        line = line.lstrip(_BOM)
+      consumed.append(line)
+      yield line
+
+  reader = csv.reader(decoded())
+  while True:
+    try:
+      fields: Optional[List[str]] = next(reader)
+      reason = ''
+    except StopIteration:
+      break
+    except csv.Error:
+      fields, reason = None, WRONG_FIELD_COUNT
+    for line in bad:
+      yield (None, line), BAD_ENCODING
+    bad.clear()
+    text = ''.join(consumed).rstrip('\r\n')
+    consumed.clear()
+    if fields == []:  # pylint: disable=g-explicit-bool-comparison  (None: unreadable)
+      continue  # a blank line is no row
+    yield (fields, text), reason
+  for line in bad:  # undecodable lines after the last record
+    yield (None, line), BAD_ENCODING
+
+
+def csv_header(path: str, encoding: str = DEFAULT_ENCODING) -> List[str]:
+  """The column names of a CSV file's first record, stripped (a byte-order mark dropped); [] for an empty
+  file. Raises ValueError when the first line is not valid in `encoding`."""
+  with open_binary(path) as stream:
+    for (fields, text), reason in csv_records(stream, encoding):
+      if reason == BAD_ENCODING:
+        raise ValueError(f'the header of {path} is not valid {encoding}: {text[:80]!r}')
+      return [name.strip() for name in fields or []]
+  return []
+
+
+def first_line(path: str, encoding: str = DEFAULT_ENCODING) -> str:
+  """The first line of a text file (a byte-order mark dropped), decoded with U+FFFD for invalid bytes."""
+  with open_binary(path) as stream:
+    return stream.readline().decode(encoding, errors='replace').lstrip(_BOM).strip()
+
+
+def rejected_row(reason: str, text: str) -> Dict[str, str]:
+  """The row standing for a line the reader could not read (see the module docstring)."""
+  return {REJECTED_REASON: reason, REJECTED_LINE: text}
 
 
 def csv_line_to_row(line: str, header: Sequence[str], malformed_key: str,
-                    keep: Optional[Collection[str]] = None) -> Dict[str, str]:
-  """One CSV line as {column: string} (only the columns in `keep`, when given), or {malformed_key: line} when it
-  does not parse into the header's fields (a wrong field count, a NUL byte)."""
+                    keep: Optional[Sequence[str]] = None) -> Dict[str, str]:
+  """One CSV record's text as {column: string} (only the columns in `keep`, when given), or {malformed_key:
+  line} when it does not parse into the header's fields (a wrong field count, a NUL byte)."""
   try:
     fields = next(csv.reader([line])) if line else []
   except csv.Error:
@@ -38,19 +131,16 @@ def csv_line_to_row(line: str, header: Sequence[str], malformed_key: str,
   return {name: value for name, value in zip(header, fields) if keep is None or name in keep}
 
 
-LineToRow = Callable[[str, List[str]], Dict[str, str]]  # (line, header) -> row: csv_line_to_row, bound
+LineToRow = Callable[[str, List[str]], Dict[str, str]]  # (record text, header) -> row: csv_line_to_row, bound
 
 
-@beam.ptransform_fn
-def ReadCsvRows(pipeline: beam.Pipeline, pattern: str, line_to_row: LineToRow,  # pylint: disable=invalid-name
-                required: Sequence[str] = ()) -> beam.PCollection:
-  """line_to_row(line, header) of every line after the header of every file matching `pattern`.
-
-  Raises ValueError when no file matches, a file lacks a `required` column, or the files' headers differ."""
+def _matching_files(pattern: str, required: Sequence[str], encoding: str) -> Tuple[List[str], List[str]]:
+  """(files matching `pattern`, their common header); ValueError when none matches, a file lacks a required
+  column, or the headers differ."""
   files = sorted(tf.io.gfile.glob(pattern))
   if not files:
     raise ValueError(f'no file matches {pattern}')
-  headers = {path: csv_header(path) for path in files}
+  headers = {path: csv_header(path, encoding) for path in files}
   for path, names in headers.items():
     missing = [name for name in required if name not in names]
     if missing:
@@ -58,6 +148,183 @@ def ReadCsvRows(pipeline: beam.Pipeline, pattern: str, line_to_row: LineToRow,  
   header = headers[files[0]]
   if any(names != header for names in headers.values()):
     raise ValueError(f'the files matching {pattern} have different headers')
+  return files, header
+
+
+def file_records(path: str, encoding: str) -> Iterator[Tuple[Record, str]]:
+  """csv_records of one file after its header (which csv_header read and checked)."""
+  with open_binary(path) as stream:
+    records = csv_records(stream, encoding)
+    next(records, None)
+    yield from records
+
+
+def _batches(items: Iterator[Any], size: int) -> Iterator[List[Any]]:
+  batch: List[Any] = []
+  for item in items:
+    batch.append(item)
+    if len(batch) == size:
+      yield batch
+      batch = []
+  if batch:
+    yield batch
+
+
+def _rows_of_file(path: str, header: List[str], encoding: str, line_to_row: Optional[LineToRow]
+                  ) -> Iterator[Dict[str, str]]:
+  width = len(header)
+  for (fields, text), reason in file_records(path, encoding):
+    if reason:
+      yield rejected_row(reason, text)
+    elif line_to_row is not None:
+      yield line_to_row(text, header)
+    elif len(fields) != width:
+      yield rejected_row(WRONG_FIELD_COUNT, text)
+    else:
+      yield dict(zip(header, fields))
+
+
+@beam.ptransform_fn
+def ReadCsvRows(pipeline: beam.Pipeline, pattern: str,  # pylint: disable=invalid-name
+                line_to_row: Optional[LineToRow] = None, required: Sequence[str] = (),
+                encoding: str = DEFAULT_ENCODING) -> beam.PCollection:
+  """The rows of every file matching `pattern` (after its header): {column: string}, or a rejected_row for a
+  line the reader could not read. With `line_to_row`, each readable record's text goes through it instead
+  (a use case's own row format). Each file is read whole by one worker (a quoted line break may be anywhere).
+
+  Raises ValueError when no file matches, a file lacks a `required` column, or the files' headers differ."""
+  files, header = _matching_files(pattern, required, encoding)
   return (pipeline
-          | 'ReadLines' >> beam.io.ReadFromText(pattern, skip_header_lines=1)
-          | 'LineToRow' >> beam.Map(line_to_row, header))
+          | 'Files' >> beam.Create(files)
+          | 'ReadRows' >> beam.FlatMap(
+              lambda path: _batches(_rows_of_file(path, header, encoding, line_to_row), BATCH_ROWS))
+          | 'SpreadBatches' >> beam.Reshuffle()  # so the steps after reading are not all on one file's worker
+          | 'Unbatch' >> beam.FlatMap(lambda batch: batch))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Straight to serialized tf.Examples, a batch of records at a time (the ExampleGen of every use case)
+# ---------------------------------------------------------------------------------------------------
+
+_ENCODER = example_coder.RecordBatchToExamplesEncoder()
+
+
+def _one_value_lists(values: List[str]) -> pa.Array:
+  """A large_list<large_binary> array of one UTF-8 value per row, built without a Python list per row."""
+  flat = pa.array(values, type=pa.large_string()).cast(pa.large_binary())
+  return pa.LargeListArray.from_arrays(pa.array(np.arange(len(values) + 1), type=pa.int64()), flat)
+
+
+def records_to_serialized_examples(header: Sequence[str], records: Sequence[Tuple[Record, str]]) -> List[bytes]:
+  """Serialized tf.Examples of a batch of file_records: a readable record of the header's width as one bytes
+  feature per column (encoded in C++ by tfx_bsl, column by column), any other as a rejected_row."""
+  width = len(header)
+  good = [fields for (fields, _), reason in records if not reason and len(fields) == width]
+  serialized: List[bytes] = []
+  if good:
+    columns = [_one_value_lists(list(column)) for column in zip(*good)]
+    serialized = _ENCODER.encode(pa.RecordBatch.from_arrays(columns, list(header)))
+  for (fields, text), reason in records:
+    if reason or len(fields) != width:
+      row = rejected_row(reason or WRONG_FIELD_COUNT, text)
+      serialized.append(beam_io.row_to_example(row).SerializeToString())
+  return serialized
+
+
+def _examples_of_file(path: str, header: List[str], encoding: str) -> Iterator[List[bytes]]:
+  for batch in _batches(file_records(path, encoding), BATCH_ROWS):
+    yield records_to_serialized_examples(header, batch)
+
+
+@beam.ptransform_fn
+def ReadCsvExamples(pipeline: beam.Pipeline, pattern: str, required: Sequence[str] = (),  # pylint: disable=invalid-name
+                    encoding: str = DEFAULT_ENCODING) -> beam.PCollection:
+  """Lists of up to BATCH_ROWS serialized tf.Examples of the rows of every file matching `pattern`
+  (ReadCsvRows' rows, every value a bytes feature). Raises ValueError as ReadCsvRows does."""
+  files, header = _matching_files(pattern, required, encoding)
+  return (pipeline
+          | 'Files' >> beam.Create(files)
+          | 'ReadBatches' >> beam.FlatMap(_examples_of_file, header, encoding)
+          | 'SpreadBatches' >> beam.Reshuffle())
+
+
+def encode_reader_config(encoding: str, required: Sequence[str]) -> example_gen_pb2.CustomConfig:
+  """ExampleGen's custom_config for CsvRowsExecutor (JSON in a StringValue: the proto holds an Any)."""
+  from google.protobuf import any_pb2, wrappers_pb2  # pylint: disable=g-import-not-at-top
+  packed = any_pb2.Any()
+  packed.Pack(wrappers_pb2.StringValue(value=json.dumps({'encoding': encoding, 'required': list(required)})))
+  return example_gen_pb2.CustomConfig(custom_config=packed)
+
+
+def decode_reader_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+  """encode_reader_config's settings from an ExampleGen's exec_properties (defaults when absent)."""
+  from google.protobuf import wrappers_pb2  # pylint: disable=g-import-not-at-top
+  settings: Dict[str, Any] = {'encoding': DEFAULT_ENCODING, 'required': []}
+  text = exec_properties.get('custom_config')
+  if text:
+    config = proto_utils.json_to_proto(text, example_gen_pb2.CustomConfig()) if isinstance(text, str) else text
+    value = wrappers_pb2.StringValue()
+    if config.custom_config.Unpack(value):
+      settings.update(json.loads(value.value))
+  return settings
+
+
+class BatchesExampleGenExecutor(BaseExampleGenExecutor):
+  """An ExampleGen executor whose input transform (GetInputSourceToBatchesPTransform, called as
+  GetInputSourceToExamplePTransform's) gives lists of serialized tf.Examples, written as they come to the one
+  output split. TFX's own Do pays four Python steps a record (hash partition, serialization check, shuffle,
+  write) where one output split needs none but the write."""
+
+  @abc.abstractmethod
+  def GetInputSourceToBatchesPTransform(self) -> beam.PTransform:
+    """A ptransform_fn (pipeline, exec_properties, split_pattern) -> PCollection of lists of serialized
+    tf.Examples."""
+
+  def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    batches = self.GetInputSourceToBatchesPTransform()
+
+    @beam.ptransform_fn
+    def _Examples(pipeline, exec_properties, split_pattern):  # pylint: disable=invalid-name
+      return (pipeline | 'Batches' >> batches(exec_properties, split_pattern)  # pylint: disable=no-value-for-parameter
+              | 'Unbatch' >> beam.FlatMap(lambda batch: batch))
+    return _Examples
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]], output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    self._log_startup(input_dict, output_dict, exec_properties)
+    input_config = proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY],
+                                             example_gen_pb2.Input())
+    output_config = proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
+                                              example_gen_pb2.Output())
+    split_names = example_gen_utils.generate_output_split_names(input_config, output_config)
+    if len(split_names) != 1 or len(input_config.splits) != 1:
+      raise ValueError(f'{type(self).__name__} writes one split from one input split, not {split_names}')
+    examples = output_dict[standard_component_specs.EXAMPLES_KEY]
+    artifact_utils.get_single_instance(examples).split_names = artifact_utils.encode_split_names(split_names)
+    exec_properties['_beam_pipeline_args'] = self._beam_pipeline_args or []
+    with self._make_beam_pipeline() as pipeline:
+      _ = (pipeline
+           | 'InputToBatches' >> self.GetInputSourceToBatchesPTransform()(  # pylint: disable=no-value-for-parameter
+               exec_properties, input_config.splits[0].pattern)
+           | 'Unbatch' >> beam.FlatMap(lambda batch: batch)
+           | 'Write' >> beam.io.WriteToTFRecord(
+               os.path.join(artifact_utils.get_split_uri(examples, split_names[0]), 'data_tfrecord'),
+               file_name_suffix='.gz'))
+    for artifact in examples:
+      examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
+      examples_utils.set_file_format(artifact, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
+
+
+@beam.ptransform_fn
+def _CsvToBatches(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  # pylint: disable=invalid-name
+                  split_pattern: str) -> beam.PCollection:
+  settings = decode_reader_config(exec_properties)
+  return pipeline | 'ReadCsv' >> ReadCsvExamples(  # pylint: disable=no-value-for-parameter
+      os.path.join(exec_properties['input_base'], split_pattern), settings['required'], settings['encoding'])
+
+
+class CsvRowsExecutor(BatchesExampleGenExecutor):
+  """ExampleGen executor reading CSV files with ReadCsvExamples: never fails on a bad line (see module doc)."""
+
+  def GetInputSourceToBatchesPTransform(self) -> beam.PTransform:
+    return _CsvToBatches

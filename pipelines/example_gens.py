@@ -1,4 +1,5 @@
-"""The raw-data ExampleGen every use case starts with: a CSV file (local or gs://) or a BigQuery table.
+"""The raw-data ExampleGen every use case starts with: a CSV file (local or gs://, maybe gzipped) or a BigQuery
+table. CSV files are read by pipelines.csv_lines (never failing on a bad line), not by CsvExampleGen.
 
 Either way the output Examples have one split, `raw`, with one example per input row; the use case's
 ExamplesBuilder turns them into model examples. Only this component differs between a laptop run on a
@@ -14,7 +15,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.base.base_component import BaseComponent
 from tfx.proto import example_gen_pb2
 
-from pipelines import bigquery
+from pipelines import bigquery, csv_lines
 
 RAW_SPLIT = 'raw'
 # (validated table, column map) -> SQL; the default reads `columns` as strings.
@@ -28,13 +29,16 @@ def is_local(data_uri: str) -> bool:
 
 def raw_example_gen(data_uri: str, columns: Sequence[str], column_map: str = '',
                     query_builder: Optional[QueryBuilder] = None,
-                    file_executor: Optional[Type[BaseExampleGenExecutor]] = None) -> BaseComponent:
-  """CsvExampleGen over one CSV file, or BigQueryExampleGen for `bq://project.dataset.table`.
+                    file_executor: Optional[Type[BaseExampleGenExecutor]] = None,
+                    encoding: str = csv_lines.DEFAULT_ENCODING) -> BaseComponent:
+  """An ExampleGen reading one CSV file with csv_lines (id `CsvExampleGen`, as before it replaced TFX's), or BigQueryExampleGen for `bq://project.dataset.table`.
 
   column_map: 'our_column:their_column,...' for a BigQuery table whose columns are named differently.
   query_builder: the use case's own SQL (e.g. an aggregation); by default `columns` are selected as strings.
-  file_executor: an ExampleGen executor of the use case's own that reads the file instead of CsvExampleGen's
-    (the component is then `<executor name without 'Executor'>ExampleGen`).
+  file_executor: an ExampleGen executor of the use case's own that reads the file instead of
+    csv_lines.CsvRowsExecutor (the component is `<executor name without 'Executor'>ExampleGen`).
+  encoding: of the file's text (utf-8, cp1252, latin-1, ...); the executor reads it with
+    csv_lines.decode_reader_config, with `columns` as the columns every file must have.
   Raises bigquery.InvalidIdentifier for a table or column name that may not go into SQL.
   """
   # One input split and one output split: without an output_config ExampleGen would hash the rows into
@@ -52,10 +56,10 @@ def raw_example_gen(data_uri: str, columns: Sequence[str], column_map: str = '',
   path = os.path.abspath(data_uri) if is_local(data_uri) else data_uri
   input_config = example_gen_pb2.Input(splits=[
       example_gen_pb2.Input.Split(name=RAW_SPLIT, pattern=os.path.basename(path))])
-  if file_executor is None:
-    return tfx.components.CsvExampleGen(input_base=os.path.dirname(path), input_config=input_config,
-                                        output_config=output_config)
+  component_id = (file_executor.__name__.replace('Executor', '') + 'ExampleGen' if file_executor
+                  else 'CsvExampleGen')
   return FileBasedExampleGen(
       input_base=os.path.dirname(path), input_config=input_config, output_config=output_config,
-      custom_executor_spec=executor_spec.BeamExecutorSpec(file_executor),
-  ).with_id(file_executor.__name__.replace('Executor', '') + 'ExampleGen')
+      custom_config=csv_lines.encode_reader_config(encoding, columns),
+      custom_executor_spec=executor_spec.BeamExecutorSpec(file_executor or csv_lines.CsvRowsExecutor),
+  ).with_id(component_id)

@@ -1,10 +1,12 @@
 """Use-case registry: name -> create_pipeline, default data, required input columns, settings."""
+import csv
 import dataclasses
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pipelines.attribution import pipeline as attribution
 from pipelines.batch_inference import pipeline as batch_inference
+from pipelines.clv import backtest as clv_backtest
 from pipelines.clv import pipeline as clv
 from pipelines.recommender import pipeline as recommender
 from pipelines.sales_forecast import pipeline as sales_forecast
@@ -21,6 +23,7 @@ COMMON_SETTINGS: Dict[str, Any] = {
     'beam_mode': 'in_memory',           # DirectRunner: 'in_memory' or 'multi_processing'
     'beam_workers': 0,                  # DirectRunner workers; 0 = one per core
     'bq_column_map': '',                # bq:// input: 'our_column:their_column,...' where the names differ
+    'encoding': 'utf-8',                # of CSV input: utf-8 (a byte-order mark allowed), cp1252, latin-1, ...
     'dataflow_machine_type': 'n1-standard-4',
     'dataflow_max_workers': 10,
     'dataflow_disk_size_gb': 50,
@@ -49,6 +52,8 @@ class UseCase:
   # (CLI args, settings, run_use_case(name), required_columns(name)) -> (data URI, settings): resolves flags such as --model / --from
   # into settings before create_pipeline (which stays pure wiring); ValueError for a user error
   prepare: Optional[Callable[..., Tuple[str, Dict[str, Any]]]] = None
+  # (data, cut, horizon days, output, --set list, run_pipeline(argv), terminal) -> exit code: `backtest USE_CASE`
+  backtest: Optional[Callable[..., int]] = None
   # (metric key, title) rows of report.md's metrics table
   reported_metrics: Sequence[Tuple[str, str]] = (
       ('example_count', 'examples'), ('mean_absolute_error', 'MAE'), ('root_mean_squared_error', 'RMSE'),
@@ -71,7 +76,8 @@ USE_CASES: Dict[str, UseCase] = {
         setting_choices=clv.SETTING_CHOICES,
         reported_models={'dnn': ('candidate', 'predicted_value', ''), 'btyd': ('candidate', 'predicted_value', 'btyd'),
                          'baseline': ('candidate', 'mean_baseline', '')},
-        report_extras=clv.report_extras),
+        report_extras=clv.report_extras,
+        backtest=clv_backtest.run),
     'attribution': UseCase(
         name='attribution',
         description='Campaign attribution: attention RNN over journeys vs last touch, linear, Markov, ...',
@@ -150,23 +156,24 @@ def resolve_settings(use_case: UseCase, assignments: List[str]) -> Dict[str, Any
 
 
 def check_csv_header(path: str, required_columns: Sequence[str]) -> None:
-  """UsageError unless `path` (local or gs://) is a readable CSV file whose header has every required column."""
-  if '://' in path:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    exists, opener = tf.io.gfile.exists, tf.io.gfile.GFile
-  else:
-    exists, opener = os.path.isfile, open
+  """UsageError unless `path` (local or gs://, gzipped when it ends in .gz) is a readable CSV file whose header
+  has every required column. A UTF-8 byte-order mark and CRLF are accepted; the header is read as UTF-8 with
+  any other byte replaced (column names are ASCII; the rows are decoded in the run's `encoding`)."""
+  from pipelines import csv_lines  # pylint: disable=g-import-not-at-top  (it loads TensorFlow)
+  exists = os.path.isfile if '://' not in path else __import__('tensorflow').io.gfile.exists
   try:
     if not exists(path):
       raise UsageError(f'data file not found: {path}')
-    with opener(path) as f:
-      header = [column.strip() for column in f.readline().strip().split(',')]
+    line = csv_lines.first_line(path)
+    header = [column.strip() for column in next(csv.reader([line]))] if line else []
   except UsageError:
     raise
   except Exception as e:  # pylint: disable=broad-except
     raise UsageError(f'cannot read {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
                      ) from None
   missing = [column for column in required_columns if column not in header]
+  if missing and any(ch in line for ch in '\x00\ufffd'):
+    raise UsageError(f'cannot read {path}: its first line is not CSV text (a binary file, or gzipped without .gz)')
   if missing:
     raise UsageError(f'{path} lacks required column(s) {", ".join(missing)}; '
                      f'expected a CSV header with {", ".join(required_columns)}, found {", ".join(header)}')

@@ -10,10 +10,10 @@ import shutil
 from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow as tf
-from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipelines import beam_io, tuning
+from pipelines.artifacts import metadata_store
 from pipelines import champion as champion_rule
 from pipelines.components.examples_builder import REJECTED_PREFIX
 from pipelines.components.predictions_export import PREDICTIONS_PREFIX
@@ -53,10 +53,7 @@ def _custom(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
 
 def latest_run(metadata_path: str, pipeline_name: str) -> Dict[str, NodeRun]:
   """Node id -> NodeRun for the most recent run of `pipeline_name` recorded in the sqlite store."""
-  config = metadata_store_pb2.ConnectionConfig()
-  config.sqlite.filename_uri = metadata_path
-  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-  store = metadata_store.MetadataStore(config)
+  store = metadata_store(metadata_path)
   pipeline_context = store.get_context_by_type_and_name('pipeline', pipeline_name)
   if pipeline_context is None:
     return {}
@@ -274,6 +271,10 @@ def _markdown(summary: Dict[str, Any], reported_metrics: List[Tuple[str, str]]) 
            f'Runner: {summary["runner"]}; wall time {summary["wall_seconds"]:.0f} s.', '']
   if summary.get('champion'):
     lines += [_champion_line(summary['champion']), '']
+  flagged = (summary['data'].get('score_skew') or {}).get('flagged')
+  if flagged:
+    lines += [f'**The scored rows lie outside the training range** in {", ".join(flagged)}: predictions that '
+              'depend on these inputs extrapolate (see the score skew section).', '']
   if summary['error']:
     lines += ['## Error', '', '```', summary['error'], '```', '']
   data = summary['data']

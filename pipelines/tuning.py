@@ -32,16 +32,43 @@ class FunctionTuner(base_tuner.BaseTuner):
     del trial_id, model, step
 
 
+class _UntunedFirstOracle(keras_tuner.oracles.RandomSearchOracle):
+  """Random search whose first trial holds the run's own settings, so the best trial is never worse than not
+  tuning at all (on the tuning objective); the other trials are seeded random draws."""
+
+  def __init__(self, first: Mapping[str, Any], **kwargs):
+    super().__init__(**kwargs)
+    self._first = dict(first)
+
+  def populate_space(self, trial_id):
+    if self._first:
+      first, self._first = self._first, {}
+      return {'status': keras_tuner.engine.trial.TrialStatus.RUNNING, 'values': first}
+    return super().populate_space(trial_id)
+
+
+def first_values(hyperparameters: keras_tuner.HyperParameters, settings: Mapping[str, Any]) -> Dict[str, Any]:
+  """Each hyperparameter's value in `settings` where the space allows it, else its declared default."""
+  values = {}
+  for hp in hyperparameters.space:
+    value = settings.get(hp.name, hp.default)
+    allowed = getattr(hp, 'values', None)
+    values[hp.name] = value if allowed is None or value in allowed else hp.default
+  return values
+
+
 def make_tuner(build_and_score: Callable[[keras_tuner.HyperParameters], float],
                hyperparameters: keras_tuner.HyperParameters, objective: str, direction: str, max_trials: int,
-               seed: int, directory: str) -> base_tuner.BaseTuner:
+               seed: int, directory: str, settings: Optional[Mapping[str, Any]] = None) -> base_tuner.BaseTuner:
   """A seeded random search over `hyperparameters` (their declared space) of at most `max_trials` trials, each
-  scored by `build_and_score`; `direction` is 'min' or 'max' for `objective` (a name for the report)."""
+  scored by `build_and_score`; `direction` is 'min' or 'max' for `objective` (a name for the report). The first
+  trial takes its values from `settings` (the run's untuned values; first_values), the rest are random."""
   if direction not in ('min', 'max'):
     raise ValueError(f"direction must be 'min' or 'max', got {direction!r}")
   if max_trials < 1:
     raise ValueError(f'tuning_trials must be at least 1, got {max_trials}')
-  oracle = keras_tuner.oracles.RandomSearchOracle(
+  oracle = _UntunedFirstOracle(
+      first_values(hyperparameters, settings or {}),
       objective=keras_tuner.Objective(objective, direction=direction), max_trials=max_trials, seed=seed,
       hyperparameters=hyperparameters, tune_new_entries=False, allow_new_entries=False)
   return FunctionTuner(build_and_score, oracle, directory=directory, project_name='search')

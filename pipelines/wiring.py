@@ -8,6 +8,8 @@ from tfx.dsl.components.base.base_component import BaseComponent
 
 from pipelines.components.anomalies_gate import AnomaliesGate
 
+CHAMPION_GATE_ID = 'ChampionGate'  # the node whose blessing Pusher, scoring and the resolver read
+
 
 class DataValidation(NamedTuple):
   """StatisticsGen -> SchemaGen -> ExampleValidator -> AnomaliesGate, in pipeline order (unpack it into the
@@ -39,11 +41,13 @@ def data_validation(examples: tfx.dsl.Channel, schema_exclude_splits: Sequence[s
 
 
 def latest_blessed_model() -> BaseComponent:
-  """A Resolver giving the latest blessed model (none on a first run): the Evaluator's baseline."""
+  """A Resolver giving the latest model the ChampionGate blessed (none on a first run): the Evaluator's baseline.
+  Only the gate's blessings count: the Evaluator also blesses a model that then loses to a baseline."""
   return tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing,
+                                     producer_component_id=CHAMPION_GATE_ID, output_key='blessing'),
   ).with_id('latest_blessed_model_resolver')
 
 

@@ -27,6 +27,25 @@ def test_linear():
   assert baselines.linear(JOURNEYS) == pytest.approx({'a': 1 / 3, 'b': 1 / 3 + 1.0, 'c': 1 / 3})
 
 
+def test_position_based_40_20_40():
+  # a, b, c: 0.4 / 0.2 / 0.4; b, b: 0.5 + 0.5 (first and last in proportion 40 : 40).
+  assert baselines.position_based(JOURNEYS) == pytest.approx({'a': 0.4, 'b': 0.2 + 1.0, 'c': 0.4})
+  # Four touches: the 20% is split between the two in the middle; one touch takes everything.
+  assert baselines.position_based([J(['a', 'b', 'c', 'd'], [0] * 4, True), J(['e'], [0], True)]) == pytest.approx(
+      {'a': 0.4, 'b': 0.1, 'c': 0.1, 'd': 0.4, 'e': 1.0})
+
+
+def test_shapley_on_conversion_rates_textbook_two_channels():
+  """Zhao et al. 2018's worked setting: v({A}) = CR of journeys with A only = 1/10, v({B}) = 2/10 = 0.2,
+  v({A, B}) = 4/10 = 0.4. Shapley in {A, B}: A = (0.1 - 0 + 0.4 - 0.2) / 2 = 0.15, B = (0.2 + 0.4 - 0.1) / 2 = 0.25;
+  {A, B}'s 4 conversions split 0.15 : 0.25, A's 1 and B's 2 conversions go to themselves."""
+  def journeys(campaigns, n, conversions):
+    return [J(campaigns, [0.0] * len(campaigns), i < conversions) for i in range(n)]
+  paths = journeys(['A'], 10, 1) + journeys(['B'], 10, 2) + journeys(['A', 'B', 'A'], 10, 4)
+  assert baselines.shapley_on_conversion_rates(paths) == pytest.approx({'A': 1 + 4 * 0.15 / 0.4,
+                                                                       'B': 2 + 4 * 0.25 / 0.4})
+
+
 def test_time_decay_halves_per_half_life():
   # Half life 24 h: weights 1/4, 1/2, 1 over a, b, c (sum 7/4); 1/2, 1 over b, b.
   assert baselines.time_decay(JOURNEYS, 24.0) == pytest.approx({'a': 1 / 7, 'b': 2 / 7 + 1.0, 'c': 4 / 7})
@@ -44,6 +63,7 @@ def test_markov_removal_effect_on_the_textbook_three_channel_example():
 
 
 def test_every_method_shares_out_exactly_the_conversions():
+  assert set(baselines.all_baselines(JOURNEYS, 24.0)) == set(baselines.METHODS)
   for method, attributed in baselines.all_baselines(JOURNEYS, 24.0).items():
     assert sum(attributed.values()) == pytest.approx(2.0), method
 
@@ -102,3 +122,22 @@ def test_attention_splits_only_the_incremental_part_of_each_conversion():
   assert per_campaign['b']['total_attention'] == pytest.approx(1.75) and per_campaign['b']['touches'] == 2
   assert {(r['journey_length'], r['touches_before_conversion']): r['mean_attention'] for r in positions} == {
       (2, 1): 0.25, (2, 0): 0.75, (1, 0): 1.0}
+
+
+@pytest.mark.parametrize('blessed,headline', [(True, 'removal'), (False, 'markov')])
+def test_campaign_report_headline_follows_the_champion(tmp_path, blessed, headline):
+  """The model's counterfactual credit is the headline only when the model won; otherwise the Markov removal
+  effect is, and every row says which method produced it."""
+  import csv  # pylint: disable=g-import-not-at-top
+  credit = {'removal': {'a': 0.3, 'b': 0.1, 'c': 0.0}, 'shapley': {'a': 0.25, 'b': 0.15, 'c': 0.0}}
+  content = campaign_report.write_report(str(tmp_path), JOURNEYS, None, {'a': 1.0, 'b': 0.5, 'c': 0.0}, 24.0,
+                                         credit, {'model_incremental_conversions': 0.4}, model_blessed=blessed)
+  assert content['attributed_by'] == headline == campaign_report.headline_method(blessed)
+  with open(tmp_path / campaign_report.REPORT_CSV) as f:
+    rows = list(csv.DictReader(f))
+  expected = content['methods'][headline]['attributed_conversions']
+  assert [(r['campaign'], r['attributed_by']) for r in rows] == [(c, headline) for c in ('a', 'b', 'c')]
+  assert [float(r['attributed_conversions']) for r in rows] == pytest.approx([expected.get(c, 0.0) for c in 'abc'],
+                                                                            abs=1e-6)  # 6 decimals in the CSV
+  assert [float(r['shapley']) for r in rows] == pytest.approx([0.25, 0.15, 0.0])
+  assert content['model_incremental_conversions'] == 0.4 and 'spearman' in content['methods']['removal']

@@ -25,6 +25,8 @@ def test_one_user_with_two_conversions_and_trailing_impressions():
   assert first[module.POSITION] == [0, 1, 2, -1]
   assert first[module.HOURS] == pytest.approx([200 / 3600, 100 / 3600, 0.0, 0.0])
   assert first['journey_length'] == first['touches'] == 3 and first['end_timestamp'] == 300
+  # Time at risk: the first journey from its first touch, the next ones from the previous conversion.
+  assert [e[module.SPAN] for e in examples] == pytest.approx([200 / 3600, 100 / 3600, 300 / 3600])
   assert second[module.CAMPAIGNS] == ['c', '', '', ''] and second[module.MASK] == [1, 0, 0, 0]
   assert trailing[module.CAMPAIGNS] == ['b', 'a', '', ''] and trailing[module.LABEL] == 0
   assert trailing[module.HOURS][:2] == pytest.approx([200 / 3600, 0.0])

@@ -16,18 +16,20 @@ def test_preprocessing_fn_vocabulary_leaves_padding_out():
   feature_spec = {module.CAMPAIGNS: tf.io.FixedLenFeature([L], tf.string),
                   module.MASK: tf.io.FixedLenFeature([L], tf.int64),
                   module.HOURS: tf.io.FixedLenFeature([L], tf.float32),
+                  module.SPAN: tf.io.FixedLenFeature([], tf.float32),
                   module.KEY: tf.io.FixedLenFeature([], tf.string),
                   module.LABEL: tf.io.FixedLenFeature([], tf.int64)}
   metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(feature_spec))
   rows = [{module.CAMPAIGNS: [b'b', b'a', b'b', b''], module.MASK: [1, 1, 1, 0], module.HOURS: [2.0, 1.0, 0.0, 0.0],
-           module.KEY: b'u1/0', module.LABEL: 1},
+           module.SPAN: 5.0, module.KEY: b'u1/0', module.LABEL: 1},
           {module.CAMPAIGNS: [b'b', b'', b'', b''], module.MASK: [1, 0, 0, 0], module.HOURS: [0.0] * 4,
-           module.KEY: b'u2/0', module.LABEL: 0}]
+           module.SPAN: 0.0, module.KEY: b'u2/0', module.LABEL: 0}]
   with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
     (transformed, _), transform_fn = ((rows, metadata) | tft_beam.AnalyzeAndTransformDataset(module.preprocessing_fn))
   # Vocabulary by frequency: b (3), a (1); indices shifted by 1 (0 is padding).
   assert [list(r[module.CAMPAIGN_INDEX]) for r in transformed] == [[1, 2, 1, 0], [1, 0, 0, 0]]
   np.testing.assert_allclose(transformed[0][module.LOG_HOURS], np.log1p([2.0, 1.0, 0.0, 0.0]), rtol=1e-6)
+  assert [float(np.ravel(r[module.LOG_SPAN])[0]) for r in transformed] == pytest.approx([np.log1p(5.0), 0.0])
   assert [float(np.ravel(r[module.LABEL])[0]) for r in transformed] == [1.0, 0.0]
   del transform_fn
 
@@ -41,7 +43,8 @@ def test_padded_positions_get_zero_attention_and_real_ones_sum_to_one():
   model = _attention_model()
   index = np.array([[2, 3, 4, 0], [5, 0, 0, 0], [2, 2, 2, 2]], np.int64)
   hours = np.log1p(np.array([[3.0, 2.0, 0.0, 0.0], [0.0] * 4, [9.0, 5.0, 1.0, 0.0]], np.float32))
-  weights = model({module.CAMPAIGN_INDEX: index, module.LOG_HOURS: hours})['attention'].numpy()
+  weights = model({module.CAMPAIGN_INDEX: index, module.LOG_HOURS: hours,
+                   module.LOG_SPAN: np.ones((3, 1), np.float32)})['attention'].numpy()
   assert weights.shape == (3, L)
   assert np.all(weights[index == 0] == 0.0)
   assert np.all(weights[index > 0] > 0.0)
@@ -54,9 +57,22 @@ def test_what_follows_the_padding_does_not_change_the_prediction():
   model = _attention_model()
   index = np.array([[2, 3, 0, 0]] * 2, np.int64)
   hours = np.array([[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 7.0, -3.0]], np.float32)
-  outputs = model({module.CAMPAIGN_INDEX: index, module.LOG_HOURS: hours})
+  outputs = model({module.CAMPAIGN_INDEX: index, module.LOG_HOURS: hours, module.LOG_SPAN: np.ones((2, 1), np.float32)})
   np.testing.assert_allclose(outputs['logit'][0], outputs['logit'][1], rtol=1e-6)
   np.testing.assert_allclose(outputs['attention'][0], outputs['attention'][1], rtol=1e-6)
+
+
+def test_touches_only_add_to_the_odds_and_no_touches_leaves_the_span_term():
+  """Every touch adds non-negative log-odds, so withholding touches never raises the prediction, and a journey
+  without touches gets exactly the span term (the same for any hours at padded positions)."""
+  model = _attention_model()
+  span = np.full((3, 1), 2.0, np.float32)
+  index = np.array([[2, 3, 4, 0], [2, 4, 0, 0], [0, 0, 0, 0]], np.int64)
+  hours = np.array([[2.0, 1.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0], [0.0, 5.0, 0.0, 0.0]], np.float32)
+  logit = model({module.CAMPAIGN_INDEX: index, module.LOG_HOURS: hours, module.LOG_SPAN: span})['logit'].numpy()
+  base = model.get_layer('base_logit')(model.get_layer('span_hidden')(span)).numpy()
+  np.testing.assert_allclose(logit[2], base[2], rtol=1e-6)
+  assert logit[0, 0] >= base[0, 0] and logit[1, 0] >= base[1, 0]
 
 
 def test_campaign_counts_leave_padding_out():

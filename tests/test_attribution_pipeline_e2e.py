@@ -17,7 +17,8 @@ from pipelines.attribution import campaign_report
 SAMPLE = os.path.join(REPO, 'data', 'attribution', 'impressions_sample.csv')
 TRUTH = os.path.join(REPO, 'data', 'attribution', 'ground_truth_sample.csv')
 BAD_ROWS = ['u999001,not-a-time,c01,0', ',1704067300,c02,0', 'u999002,1704067300,,1', 'u999003,1704067300,c03,yes']
-METHODS = {'attention', 'attention_full_credit', 'last_touch', 'first_touch', 'linear', 'time_decay', 'markov'}
+METHODS = {'removal', 'shapley', 'attention', 'attention_full_credit', 'last_touch', 'first_touch', 'linear',
+           'position_based', 'time_decay', 'markov', 'shapley_rates'}
 COMPONENTS = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'AnomaliesGate',
               'Transform', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator', 'Pusher', 'BulkInferrer',
               'PredictionsExport', 'CampaignReport'}
@@ -110,29 +111,40 @@ def test_campaign_report_and_attribution_against_ground_truth(attribution_run):
   out, first, _, first_report = attribution_run
   campaigns = sorted({r['campaign'] for r in _sample_rows()})
   rows = list(csv.DictReader(first_report.splitlines()))
-  assert list(rows[0]) == ['campaign', 'total_attention', 'average_attention', 'attributed_conversions']
-  assert [r['campaign'] for r in rows] == campaigns
-  conversions = first['data']['converting_journeys']
   attribution = first['metrics']['attribution']
   assert set(attribution) == METHODS
+  assert list(rows[0])[:5] == ['campaign', 'attributed_conversions', 'attributed_by', 'total_attention',
+                               'average_attention']
+  assert set(list(rows[0])[5:]) == METHODS  # then one column per method
+  assert [r['campaign'] for r in rows] == campaigns
+  # The model won (blessed): the headline is its counterfactual credit, marked as such.
+  headline = campaign_report.headline_method(True)
+  assert first['data']['attributed_by'] == headline and {r['attributed_by'] for r in rows} == {headline}
+  for row in rows:
+    assert float(row['attributed_conversions']) == pytest.approx(
+        attribution[headline]['attributed_conversions'].get(row['campaign'], 0.0), abs=1e-5)
+  conversions = first['data']['converting_journeys']
   # Attention sums to one per converting journey: total attention is the whole-conversion split.
   full_credit = attribution['attention_full_credit']['attributed_conversions']
   for row in rows:
     assert float(row['total_attention']) == pytest.approx(full_credit[row['campaign']], abs=1e-4)
-  # `attention` splits only each conversion's incremental part: between none and all of the conversions.
+  # `attention` splits only each conversion's incremental part; removal and shapley share out the model's
+  # incremental conversions over every journey (expected minus with no touches): both between 0 and all.
   incremental = first['data']['incremental_conversions']
-  assert 0 < incremental < conversions
-  assert sum(float(r['attributed_conversions']) for r in rows) == pytest.approx(incremental, rel=1e-4)
+  model_incremental = first['data']['model_incremental_conversions']
+  assert 0 < incremental < conversions and 0 < model_incremental < conversions
+  assert first['data']['counterfactual_seconds'] > 0
   for method, entry in attribution.items():
-    expected = incremental if method == 'attention' else conversions
+    expected = {'attention': incremental, 'removal': model_incremental, 'shapley': model_incremental}.get(
+        method, conversions)
     assert sum(entry['attributed_conversions'].values()) == pytest.approx(expected, rel=1e-4), method
     assert -1 <= entry['spearman'] <= 1 and entry['abs_error'] >= 0, method
   # The comparison is the campaign report's attributed conversions against the ground-truth file.
   truth = campaign_report.read_truth(TRUTH)
-  attention = {r['campaign']: float(r['attributed_conversions']) for r in rows}
-  assert attribution['attention']['spearman'] == pytest.approx(baselines.compare(attention, truth)['spearman'])
-  assert attribution['attention']['abs_error'] == pytest.approx(baselines.compare(attention, truth)['abs_error'],
-                                                                abs=1e-3)
+  reported = {r['campaign']: float(r['attributed_conversions']) for r in rows}
+  assert attribution[headline]['spearman'] == pytest.approx(baselines.compare(reported, truth)['spearman'])
+  assert attribution[headline]['abs_error'] == pytest.approx(baselines.compare(reported, truth)['abs_error'],
+                                                             abs=1e-3)
   report = (out / 'report.md').read_text()
   assert 'campaign_report.png' in report and 'attention_by_position.png' in report
 
@@ -153,7 +165,7 @@ def test_without_ground_truth_the_comparison_is_absent(attribution_run):
 def test_attention_signature_of_the_pushed_model(attribution_run):
   _, first, _, _ = attribution_run
   model = tf.saved_model.load(first['pushed_model'])
-  assert set(model.signatures) == {'serving_default', 'attention'}
+  assert set(model.signatures) == {'serving_default', 'attention', 'counterfactual'}
   files = glob.glob(os.path.join(os.path.dirname(first['outputs']['evaluation']), '..', '..', 'ExamplesBuilder',
                                  'examples', '*', 'Split-converting', '*.gz'))
   records = [r.numpy() for r in tf.data.TFRecordDataset(sorted(files)[:1], compression_type='GZIP').take(64)]
@@ -165,10 +177,15 @@ def test_attention_signature_of_the_pushed_model(attribution_run):
   np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
   probability = outputs['conversion_probability'].numpy()
   assert np.all((probability > 0) & (probability < 1))
-  # base_probability: the same journeys with every touch removed, i.e. one value for all of them.
+  # base_probability: the same journeys with every touch removed; touches only add to the odds.
   base = outputs['base_probability'].numpy()
-  assert base.shape == probability.shape and np.all((base > 0) & (base < 1))
-  np.testing.assert_allclose(base, base[0], rtol=1e-6)
+  assert base.shape == probability.shape and np.all((base > 0) & (base <= probability + 1e-6))
+  # counterfactual: keeping every touch is the journey as it is; keeping none is base_probability.
+  rows = tf.constant(np.repeat(np.arange(len(records)), 2), tf.int64)
+  keep = np.tile([[1.0] * masks.shape[1], [0.0] * masks.shape[1]], (len(records), 1)).astype(np.float32)
+  both = model.signatures['counterfactual'](examples=tf.constant(records), rows=rows, keep=tf.constant(keep))
+  np.testing.assert_allclose(both['conversion_probability'].numpy()[0::2], probability, rtol=1e-5)
+  np.testing.assert_allclose(both['conversion_probability'].numpy()[1::2], base, rtol=1e-5)
   # The campaign vocabulary is an asset of the transform graph inside the SavedModel.
   assets = os.listdir(os.path.join(first['pushed_model'], 'assets'))
   assert any(name.startswith('campaign') for name in assets), assets

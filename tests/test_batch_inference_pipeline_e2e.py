@@ -32,13 +32,14 @@ def test_keys_come_back_unchanged_and_complete(batch_inference_run):
 def test_rejected_rows_have_their_reason_and_in_equals_out_plus_rejected(batch_inference_run):
   out, summary, _ = batch_inference_run
   data = summary['data']
-  assert data['rejected'] == {'malformed_line': 1, 'missing_key': 1, 'unparsable_value': 1, 'duplicate_key': 2}
+  assert data['rejected'] == {'wrong_field_count': 1, 'missing_key': 1, 'unparsable_value': 1, 'duplicate_key': 2}
   assert data['rows_in'] == ROWS + len(BAD_LINES) == data['rows_out'] + sum(data['rejected'].values())
   assert data['balanced'] and data['rows_out'] == ROWS - 1
   with open(out / 'rejected_rows.csv') as f:
     rejected = list(csv.DictReader(f))
-  assert sorted(r['reason'] for r in rejected) == ['duplicate_key', 'duplicate_key', 'malformed_line', 'missing_key',
-                                                   'unparsable_value']
+  assert sorted(r['reason'] for r in rejected) == ['duplicate_key', 'duplicate_key', 'missing_key',
+                                                   'unparsable_value', 'wrong_field_count']
+  assert [json.loads(r['record']) for r in rejected if r['reason'] == 'wrong_field_count'] == ['0000005,1,2,3']
   assert any('9999999' in r['record'] for r in rejected if r['reason'] == 'unparsable_value')
 
 

@@ -4,6 +4,7 @@ WriteToBigQuery transform) and the CLI errors."""
 import collections
 from concurrent import futures
 import csv
+import functools
 import glob
 import gzip
 import io
@@ -69,7 +70,9 @@ def test_the_parse_spec_is_read_from_the_saved_model(tiny_model):
     ({'key': 'a', 'x': 'abc'}, 'unparsable_value'),
     ({'key': 'a', 'x': 'nan'}, 'unparsable_value'),
     ({'key': 'a', 'x': '1', 'n': '2.5'}, 'unparsable_value'),
-    ({bi.MALFORMED_LINE: 'a,b,c,d'}, 'malformed_line'),
+    ({'key': 'a', 'x': 'inf'}, 'unparsable_value'),
+    ({'key': 'a', 'x': '-1e39'}, 'unparsable_value'),  # beyond float32: infinity in a float_list
+    ({'key': 'a', 'x': '1', 'n': '1e19'}, 'unparsable_value'),  # beyond int64
 ])
 def test_rows_that_cannot_be_scored_get_their_reason(row, reason, tiny_model):
   assert bi.check_row(row, 'key', bi.model_input_spec(tiny_model)) == (None, reason)
@@ -84,12 +87,12 @@ def test_values_are_converted_and_the_key_is_untouched():
 
 
 def test_readers_never_fail_on_a_bad_line():
-  header = ['id', 'x']
-  assert csv_lines.csv_line_to_row('007,1.5', header, bi.MALFORMED_LINE) == {'id': '007', 'x': '1.5'}
-  assert csv_lines.csv_line_to_row('007,1.5,9', header, bi.MALFORMED_LINE) == {bi.MALFORMED_LINE: '007,1.5,9'}
-  assert pipeline_bi.json_line_to_row('{"id": 7, "x": null}') == {'id': 7}
-  assert pipeline_bi.json_line_to_row('{"id": 7') == {bi.MALFORMED_LINE: '{"id": 7'}
-  assert pipeline_bi.json_line_to_row('[1, 2]') == {bi.MALFORMED_LINE: '[1, 2]'}
+  assert pipeline_bi.json_line_to_row(b'\xef\xbb\xbf{"id": 7, "x": null}') == {'id': 7}
+  assert pipeline_bi.json_line_to_row(b'{"id": 7') == csv_lines.rejected_row('malformed_line', '{"id": 7')
+  assert pipeline_bi.json_line_to_row(b'[1, 2]') == csv_lines.rejected_row('malformed_line', '[1, 2]')
+  assert pipeline_bi.json_line_to_row(b'{"id": "caf\xe9"}') == csv_lines.rejected_row(
+      'bad_encoding', '{"id": "caf\ufffd"}')
+  assert pipeline_bi.json_line_to_row(b'{"id": "caf\xe9"}', 'latin-1') == {'id': 'café'}
   assert [pipeline_bi.input_format(p) for p in ('a/*.csv', 'b.csv.gz', 'c.jsonl', 'd-*.tfrecord.gz')] == [
       'csv', 'csv', 'jsonl', 'tfrecord']
   with pytest.raises(ValueError, match='cannot tell the format'):
@@ -123,10 +126,11 @@ def test_keys_come_back_complete_and_unchanged_and_rejects_balance(kind, tiny_mo
   path = _write_inputs(str(tmp_path / kind))[kind]
   params = {'key_column': 'key', 'unique_keys': True, 'model_dir': tiny_model, 'signature': 'serving_default'}
   with test_pipeline.TestPipeline() as p:
-    examples = p | pipeline_bi._KeyedFilesToExample(  # pylint: disable=protected-access
+    batches = p | pipeline_bi._KeyedFilesToBatches(  # pylint: disable=protected-access
         {'input_base': os.path.dirname(path)}, os.path.basename(path))
-    built = bi.build_examples(examples | beam.Map(beam_io.serialized_example_to_row), params)
-    assert_that(built.splits['score'] | beam.Map(lambda r: (r['key'], r['x'], r.get('n'))),
+    built = bi.build_examples(batches, params)
+    assert_that(built.splits['score'] | beam.FlatMap(lambda b: b) | beam.Map(beam_io.serialized_example_to_row)
+                | beam.Map(lambda r: (r['key'], r['x'], r.get('n'))),
                 equal_to([('0001', 1.0, 1), ('0002', 2.5, None), ('0003', 0.0, 5), ('a,b', -1.0, 2)]),
                 label='scored')
     assert_that(built.rejected | beam.Map(lambda r: r['reason']), equal_to(['missing_key']), label='rejected')
@@ -137,9 +141,52 @@ def test_duplicate_keys_are_all_rejected_when_keys_must_be_unique(tiny_model):
   for unique, scored, rejected in ((True, ['b'], ['duplicate_key', 'duplicate_key']), (False, ['a', 'a', 'b'], [])):
     params = {'key_column': 'key', 'unique_keys': unique, 'model_dir': tiny_model, 'signature': 'serving_default'}
     with test_pipeline.TestPipeline() as p:
-      built = bi.build_examples(p | beam.Create(rows), params)
-      assert_that(built.splits['score'] | beam.Map(lambda r: r['key']), equal_to(scored), label='scored')
+      built = bi.build_examples(p | beam.Create([[beam_io.row_to_example(r).SerializeToString() for r in rows]]),
+                                params)
+      assert_that(built.splits['score'] | beam.FlatMap(lambda b: b) | beam.Map(beam_io.serialized_example_to_row)
+                  | beam.Map(lambda r: r['key']), equal_to(scored), label='scored')
       assert_that(built.rejected | beam.Map(lambda r: r['reason']), equal_to(rejected), label='rejected')
+
+
+CLV_LIKE_SPEC = {  # kinds and defaults as a CLV model parses them, and an optional text feature
+    'frequency': bi.FeatureInput('int', True), 'recency': bi.FeatureInput('float', True),
+    'T': bi.FeatureInput('float', True), 'total_spend': bi.FeatureInput('float', True),
+    'purchases_last_30': bi.FeatureInput('int', False), clv.MONTH_FEATURE: bi.FeatureInput('bytes', True),
+    clv.FREQUENCY_BUCKET: bi.FeatureInput('bytes', False)}
+
+
+def test_the_columnar_check_gives_the_examples_reasons_and_records_of_the_row_check(tmp_path):
+  """On generated customers (the bundled generator) with a bad value of every kind, read by the real CSV
+  reader: check_batch's columnar path gives what check_row gives row by row."""
+  path = generate.write_csv(str(tmp_path / 'customers.csv'), 1500, 7)
+  with open(path) as f:
+    lines = f.read().splitlines()
+  header = next(csv.reader([lines[0]]))
+  bad = {'frequency': ['', '1.5', 'inf', '1e19', ' 7 '], 'recency': ['nan', '1e39', '-1e39', 'abc', '1_0', ' '],
+         'purchases_last_30': ['', 'x'], clv.FREQUENCY_BUCKET: ['', '  '], clv.KEY: ['', ' ']}
+  rows = [next(csv.reader([line])) for line in lines[1:]]
+  index = 0
+  for name, values in bad.items():
+    for value in values:
+      rows[index][header.index(name)] = value
+      index += 7
+  rows += [rows[3], rows[4]]  # duplicate keys
+  with open(path, 'w', newline='') as f:
+    csv.writer(f).writerows([header] + rows)
+  records = list(csv_lines.file_records(path, 'utf-8'))
+  serialized = csv_lines.records_to_serialized_examples(header, records)
+  for batch in (serialized[:1000], serialized[1000:]):
+    columnar = bi._check_columnar(batch, clv.KEY, CLV_LIKE_SPEC)  # pylint: disable=protected-access
+    by_row = bi._check_rows(batch, clv.KEY, CLV_LIKE_SPEC)  # pylint: disable=protected-access
+    assert sorted(columnar[0]) == sorted(by_row[0])
+    key = functools.partial(json.dumps, sort_keys=True)
+    decoded = [sorted(map(beam_io.serialized_example_to_row, result[1]), key=key) for result in (columnar, by_row)]
+    assert decoded[0] == decoded[1]
+    assert sorted(columnar[2], key=key) == sorted(by_row[2], key=key)
+  reasons = collections.Counter(r['reason'] for b in (serialized[:1000], serialized[1000:])
+                                for r in bi.check_batch(b, clv.KEY, CLV_LIKE_SPEC)[2])
+  # frequency '', recency ' ' missing; '1.5' 'inf' '1e19' 'nan' '1e39' '-1e39' 'abc' 'x' unparsable; ' 7 ', '1_0' read
+  assert reasons == {'missing_key': 2, 'missing_value': 2, 'unparsable_value': 8}
 
 
 def test_rows_balance_and_a_mismatch():
@@ -198,13 +245,14 @@ def test_cli_refuses_with_one_line(args, message, tmp_path, capsys):
   assert stderr.splitlines() == [stderr] and stderr.startswith(message), stderr
 
 
-def test_gzipped_input_headers_are_read_and_gzipped_raw_input_is_refused(tiny_model, tmp_path, capsys):
+def test_gzipped_input_headers_are_read_and_gzipped_raw_input_is_accepted(tiny_model, tmp_path, capsys):
   paths = _write_inputs(str(tmp_path / 'in'))
   assert pipeline_bi._local_header(paths['csv.gz']) == ['key', 'x', 'n']  # pylint: disable=protected-access
   assert pipeline_bi._local_header(paths['jsonl.gz']) == ['key', 'x', 'n']  # pylint: disable=protected-access
   assert main(['run', 'batch_inference', '--output', str(tmp_path / 'out'), '--data', paths['csv.gz'],
                '--model', tiny_model, '--set', 'key_column=key', '--set', 'input_kind=raw']) == 2
-  assert capsys.readouterr().err.strip().startswith('error: raw input must be uncompressed: ')
+  # not refused for its gzip (every use case reads .gz): for what raw input always needs
+  assert capsys.readouterr().err.strip().startswith("error: raw input needs the source use case's build_fn")
 
 
 def test_model_flags_belong_to_batch_inference_only(tmp_path, capsys):
@@ -382,7 +430,7 @@ def test_record_batches_read_every_record_once_in_order(records, tmp_path):
   with tf.io.TFRecordWriter(path, options='GZIP') as writer:
     for i in range(records):
       writer.write(f'record {i}'.encode())
-  batches = [batch.tolist() for batch in batch_scorer.record_batches(path, 3)]
+  batches = [batch.tolist() for batch in beam_io.record_batches(path, 3)]
   assert [len(batch) for batch in batches] == [3] * (records // 3) + ([records % 3] if records % 3 else [])
   assert [r for batch in batches for r in batch] == [f'record {i}'.encode() for i in range(records)]
 

@@ -17,7 +17,34 @@ def test_single_purchase():
   assert features == {
       'frequency': 0, 'recency': 0, 'T': 213, 'total_spend': 30.0, 'mean_spend': 30.0, 'monetary_value': 0.0,
       'mean_quantity': 2.0, 'mean_days_between_purchases': 0.0, 'purchases_last_30': 0, 'purchases_last_90': 0,
+      'purchases_last_180': 0, 'purchases_last_365': 1, 'spend_last_30': 0.0, 'spend_last_90': 0.0,
+      'spend_last_180': 0.0, 'spend_last_365': 30.0, 'days_since_last': 213,
+      'purchase_rate': 365 / 213, 'spend_rate': 30.0 * 365 / 213,
       'first_purchase_month': 3, 'frequency_bucket': '0'}
+
+
+def test_one_customer_at_two_ages_by_hand():
+  """Windows and rates say the same about the same behaviour: only what changed in the window changes."""
+  purchases = [(D(1997, 1, 10), 1, 10.0), (D(1997, 8, 1), 1, 20.0), (D(1997, 9, 20), 1, 30.0),
+               (D(1998, 5, 1), 1, 50.0), (D(1998, 6, 10), 1, 40.0)]
+  young, old = clv.customer_features(purchases, THRESHOLD), clv.customer_features(purchases, PREDICT_END)
+  # as of 1997-09-30: Sep 20 is 10 days back, Aug 1 60, Jan 10 263
+  assert (young['purchases_last_30'], young['purchases_last_90'], young['purchases_last_180'],
+          young['purchases_last_365']) == (1, 2, 2, 3)
+  assert (young['spend_last_30'], young['spend_last_90'], young['spend_last_365']) == (30.0, 50.0, 60.0)
+  assert young['days_since_last'] == 10
+  assert young['purchase_rate'] == 3 * 365 / 263 and young['spend_rate'] == 60.0 * 365 / 263
+  # as of 1998-06-30 (536 days old): Jun 10 is 20 days back, May 1 60, Sep 20 283, Aug 1 333, Jan 10 536
+  assert (old['purchases_last_30'], old['purchases_last_90'], old['purchases_last_180'],
+          old['purchases_last_365']) == (1, 2, 2, 4)
+  assert (old['spend_last_30'], old['spend_last_90'], old['spend_last_365']) == (40.0, 90.0, 140.0)
+  assert old['days_since_last'] == 20 and old['T'] == 536
+  assert old['purchase_rate'] == 5 * 365 / 536 and old['spend_rate'] == 150.0 * 365 / 536
+
+
+def test_rates_floor_the_age_of_a_new_customer():
+  features = clv.customer_features([(D(1997, 9, 25), 1, 12.0)], THRESHOLD)
+  assert features['purchase_rate'] == 365 / clv.MIN_RATE_DAYS and features['spend_rate'] == 12.0 * 365 / 30
 
 
 @pytest.mark.parametrize('frequency, bucket', [(0, '0'), (1, '1'), (2, '2-3'), (3, '2-3'), (4, '4-7'),

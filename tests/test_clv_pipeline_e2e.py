@@ -1,5 +1,6 @@
 """End to end: the CLV pipeline with LocalDagRunner on the CDNOW 1/10 sample (plus a few bad rows)."""
 import csv
+import glob
 import json
 import os
 import shutil
@@ -12,8 +13,8 @@ from conftest import BAD_ROWS, SAMPLE
 from pipelines.__main__ import main
 
 COMPONENTS = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'AnomaliesGate',
-              'Transform', 'Trainer', 'BtydFit', 'latest_blessed_model_resolver', 'Evaluator', 'Pusher', 'BulkInferrer',
-              'PredictionsExport'}
+              'Transform', 'Tuner', 'Trainer', 'BtydFit', 'latest_blessed_model_resolver', 'Evaluator', 'ChampionGate',
+              'Pusher', 'BulkInferrer', 'DnnPredictionsExport', 'PredictionsExport'}
 
 
 @pytest.fixture(scope='module')
@@ -82,10 +83,16 @@ def test_btyd_side_by_side_on_the_same_customers(run):
 
 
 def test_model_blessed_and_pushed(run):
-  _, first, _, _, _ = run
+  """The run's primary metric is normalized Gini (see conftest): the DNN ranks best, so it is the champion,
+  pushed, and its predictions are the output."""
+  out, first, _, _, _ = run
+  gini = {name: first['metrics'][name]['normalized_gini'] for name in ('dnn', 'btyd', 'baseline')}
+  assert gini['dnn'] > max(gini['btyd'], gini['baseline'])
   assert first['blessed'] is True
   assert first['blessing_failures'] == []
   assert os.path.isfile(os.path.join(first['pushed_model'], 'saved_model.pb'))
+  with open(out / 'predictions.csv') as f:
+    assert {row['predicted_by'] for row in csv.DictReader(f)} == {'dnn'}
 
 
 def test_summary_and_report_agree_with_tfma(run):
@@ -100,7 +107,7 @@ def test_summary_and_report_agree_with_tfma(run):
 
 
 UPSTREAM_OF_EVALUATOR = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
-                         'AnomaliesGate', 'Transform', 'Trainer', 'BtydFit'}
+                         'AnomaliesGate', 'Transform', 'Tuner', 'Trainer', 'BtydFit'}
 
 
 def test_second_run_reuses_the_cache(run):
@@ -130,12 +137,40 @@ def test_a_model_failing_the_gate_is_not_pushed_nor_scored(run, tmp_path):
   copy.mkdir(parents=True)
   shutil.copy(out / 'metadata.sqlite', copy / 'metadata.sqlite')  # cached artifacts stay where they are
   assert main(['run', 'clv', '--data', first['data']['path'], '--output', str(tmp_path / 'runs'),
-               '--set', 'epochs=20', '--set', 'max_mae_increase=-0.5']) == 0
+               '--set', 'epochs=20', '--set', 'max_mae_increase=-0.5', '--set', 'primary_metric=normalized_gini']) == 0
   summary = json.loads((copy / 'summary.json').read_text())
   assert summary['components']['Trainer']['cached']
   assert not summary['components']['Evaluator']['cached']
   assert summary['blessed'] is False and summary['pushed_model'] is None
   assert any(failure.startswith('mean_absolute_error') for failure in summary['blessing_failures'])
-  assert summary['data']['rows_scored'] == 0
   assert not (copy / 'serving_model').exists()
   assert 'not blessed: mean_absolute_error' in (copy / 'report.md').read_text()
+  # The refused DNN scores nobody: the best baseline's predictions are the output, marked as such.
+  with open(copy / 'predictions.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == summary['data']['rows_scored'] == first['data']['examples']['score']
+  assert {row['predicted_by'] for row in rows} == {'btyd'}
+  assert all(row['predicted_value'] == row['btyd_clv'] for row in rows)
+
+
+def test_a_handicapped_dnn_loses_to_btyd_and_btyd_is_the_output(tmp_path):
+  """One epoch at a tiny learning rate: the DNN stays near its initial bias (the training mean), BTYD wins the
+  champion gate on MAE, the DNN is not pushed, and predictions.csv holds BTYD's predictions, marked."""
+  assert main(['run', 'clv', '--data', SAMPLE, '--output', str(tmp_path), '--set', 'epochs=1',
+               '--set', 'learning_rate=0.000001', '--set', 'tuning=off']) == 0
+  out = tmp_path / 'clv'
+  summary = json.loads((out / 'summary.json').read_text())
+  dnn, btyd = summary['metrics']['dnn'], summary['metrics']['btyd']
+  assert btyd['mean_absolute_error'] < dnn['mean_absolute_error']
+  [gate_file] = glob.glob(str(out / 'root' / 'ChampionGate' / 'blessing' / '*' / 'champion.json'))
+  champion = json.loads(open(gate_file).read())
+  assert (champion['metric'], champion['winner'], champion['model_won']) == ('mean_absolute_error', 'btyd', False)
+  assert champion['values']['dnn'] == pytest.approx(dnn['mean_absolute_error'])
+  assert os.path.exists(os.path.join(os.path.dirname(gate_file), 'NOT_BLESSED'))
+  assert summary['pushed_model'] is None and not (out / 'serving_model').exists()
+  with open(out / 'predictions.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 2357 == summary['data']['rows_scored']
+  assert {row['predicted_by'] for row in rows} == {'btyd'}
+  assert all(row['predicted_value'] == row['btyd_clv'] for row in rows)
+  assert {'btyd_p_alive', 'btyd_expected_purchases', 'btyd_expected_spend'} <= set(rows[0])

@@ -13,8 +13,9 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from modules import recommender as module
 from pipelines import bigquery
-from pipelines.recommender.recall_evaluator import evaluate, nearest_tracks
+from pipelines.recommender.recall_evaluator import catalog_evaluation, evaluate, nearest_tracks
 from pipelines.recommender.vocabulary_filter import in_vocabulary
+from pipelines.recommender import champion_gate, recommendations
 from pipelines.recommender.pipeline import bigquery_query
 
 PARAMS = {'eval_percent': 15, 'test_percent': 15, 'max_tags': 2, 'user_tag_features': 3}
@@ -192,8 +193,11 @@ def test_nearest_tracks_of_the_most_popular_track():
   vectors = np.array([[1.0, 0.0], [0.0, 1.0], [0.99, 0.14], [-0.7, 0.71]])
   rows = nearest_tracks(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), ['a', 'b', 'c', 'd'],
                         np.array([5.0, 1.0, 1.0, 1.0]), {'a': 'A; rock'}, queries=1, neighbours=2)
-  assert [(r['track'], r['neighbour']) for r in rows] == [('a', 'c'), ('a', 'd')]
+  assert [(r['track'], r['neighbour']) for r in rows] == [('a', 'c'), ('a', 'd')]  # |cosine|: d is near
   assert rows[0]['track_info'] == 'A; rock'
+  rows = nearest_tracks(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), ['a', 'b', 'c', 'd'],
+                        np.array([5.0, 1.0, 1.0, 1.0]), {}, queries=1, neighbours=2, objective='softmax')
+  assert [r['neighbour'] for r in rows] == ['c', 'b'] and rows[1]['similarity'] == 0.0  # cosine: d is opposite
 
 
 def test_bigquery_query_reads_the_top_tracks_with_quoted_identifiers():
@@ -205,3 +209,147 @@ def test_bigquery_query_reads_the_top_tracks_with_quoted_identifiers():
     bigquery_query(table, {'user_name': 'x`; DROP'}, 100)
   with pytest.raises(bigquery.InvalidIdentifier):
     bigquery_query(table, {'not_a_column': 'x'}, 100)
+
+
+def _numpy_softmax_loss(users, items, ids, log_q, temperature):
+  users = users / np.linalg.norm(users, axis=1, keepdims=True)
+  items = items / np.linalg.norm(items, axis=1, keepdims=True)
+  losses = []
+  for i in range(len(users)):
+    logits = []
+    for j in range(len(items)):
+      if j != i and ids[j] == ids[i]:
+        continue  # the row's own item elsewhere in the batch is no negative
+      logits.append((users[i] @ items[j] / temperature - log_q[j], j == i))
+    values = np.array([v for v, _ in logits])
+    own = [v for v, is_own in logits if is_own][0]
+    losses.append(np.log(np.exp(values).sum()) - own)
+  return np.array(losses)
+
+
+def test_sampled_softmax_loss_with_log_q_matches_numpy():
+  rng = np.random.default_rng(0)
+  users, items = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+  ids = np.array([4, 7, 4, 1, 9])  # item 4 twice: an accidental hit for rows 0 and 2
+  log_q = np.log(np.array([0.3, 0.1, 0.3, 0.05, 0.25]))
+  expected = _numpy_softmax_loss(users, items, ids, log_q, 0.2)
+  got = module.sampled_softmax_loss(tf.constant(users, tf.float32), tf.constant(items, tf.float32),
+                                    tf.constant(ids), tf.constant(log_q, tf.float32), 0.2)
+  assert float(got) == pytest.approx(expected.mean(), rel=1e-5)
+  weights = np.array([1.0, 0.0, 2.0, 1.0, 1.0])
+  got = module.sampled_softmax_loss(tf.constant(users, tf.float32), tf.constant(items, tf.float32),
+                                    tf.constant(ids), tf.constant(log_q, tf.float32), 0.2,
+                                    tf.constant(weights, tf.float32))
+  assert float(got) == pytest.approx((expected * weights).sum() / weights.sum(), rel=1e-5)
+  # log-Q lowers a popular negative's logit: without the correction the loss differs.
+  uncorrected = module.sampled_softmax_loss(tf.constant(users, tf.float32), tf.constant(items, tf.float32),
+                                            tf.constant(ids), tf.zeros(5), 0.2)
+  assert float(uncorrected) == pytest.approx(_numpy_softmax_loss(users, items, ids, np.zeros(5), 0.2).mean(),
+                                             rel=1e-5)
+  assert float(uncorrected) != pytest.approx(expected.mean(), rel=1e-3)
+
+
+def test_track_log_q_is_the_log_share_of_training_pairs():
+  np.testing.assert_allclose(module.track_log_q(np.array([0, 0, 0, 2]), 4), np.log([3 / 6, 1 / 6, 1 / 6, 1 / 6]),
+                             rtol=1e-6)
+
+
+def test_catalog_recall_and_ndcg_on_a_hand_made_example():
+  # Two users, five tracks. User 0: trained on track 0 (excluded), relevant tracks 1 and 4.
+  scores = np.array([[0.9, 0.8, 0.1, 0.7, 0.2],
+                     [0.5, 0.4, 0.3, 0.2, 0.1]])
+  excluded = np.array([[1, 0, 0, 0, 0], [0, 0, 0, 0, 0]], bool)
+  relevant = np.array([[0, 1, 0, 0, 1], [0, 0, 1, 0, 0]], bool)
+  out = module.catalog_metrics(scores, excluded, relevant, [1, 2, 4])
+  # User 0 ranks tracks 1, 3, 4, 2 (track 0 excluded): hits at ranks 1 and 3; user 1: track 2 at rank 3.
+  assert out['catalog_recall_at_1'] == pytest.approx(1 / 3)
+  assert out['catalog_recall_at_2'] == pytest.approx(1 / 3)
+  assert out['catalog_recall_at_4'] == pytest.approx(1.0)
+  assert out['catalog_ndcg_at_1'] == pytest.approx((1.0 + 0.0) / 2)
+  ideal_two = 1 + 1 / np.log2(3)
+  assert out['catalog_ndcg_at_4'] == pytest.approx(((1 + 1 / np.log2(4)) / ideal_two + (1 / np.log2(4))) / 2)
+  # Without the exclusion, user 0's trained track 0 would take rank 1.
+  assert module.catalog_metrics(scores, np.zeros_like(excluded), relevant, [1])['catalog_recall_at_1'] == 0.0
+
+
+def test_rank_scores_per_objective():
+  users, items = np.array([[1.0, 0.0]]), np.array([[-1.0, 0.0], [0.6, 0.8]])
+  np.testing.assert_allclose(module.rank_scores(users, items, 'softmax'), [[-1.0, 0.6]])
+  np.testing.assert_allclose(module.rank_scores(users, items, 'cosine'), [[1.0, 0.6]])
+
+
+def test_catalog_evaluation_excludes_training_tracks_and_ranks_a_perfect_model_first():
+  rng = np.random.default_rng(1)
+  tracks = np.linalg.qr(rng.normal(size=(20, 20)))[0]
+  users = tracks[[3, 5]] + 0.5 * tracks[[0, 0]]  # both users like track 0 too, but trained on it
+  train_pairs = np.array([[0, 0], [1, 0]])
+  test_pairs = np.array([[0, 3], [1, 5]])
+  users = users / np.linalg.norm(users, axis=1, keepdims=True)
+  out = catalog_evaluation(users, tracks, np.arange(20.0)[::-1], train_pairs, test_pairs, [1, 10], seed=0,
+                           objective='softmax')
+  assert out['two_tower']['catalog_recall_at_1'] == 1.0 and out['two_tower']['catalog_ndcg_at_1'] == 1.0
+  # Popularity: track 0 (most popular) excluded, so track 3 is 3rd and track 5 is 5th.
+  assert out['popularity']['catalog_recall_at_1'] == 0.0 and out['popularity']['catalog_recall_at_10'] == 1.0
+  assert out['popularity']['catalog_ndcg_at_10'] == pytest.approx((1 / np.log2(4) + 1 / np.log2(6)) / 2)
+
+
+def test_champion_is_the_model_only_when_its_recall_beats_popularity():
+  models = {'two_tower': {'recall_at_10': 0.07}, 'popularity': {'recall_at_10': 0.08}, 'random': {'recall_at_10': 0.5}}
+  lost = champion_gate.choose(models, 'recall_at_10')
+  assert lost.winner == 'popularity' and not lost.model_won  # random is not a candidate
+  assert lost.values == {'two_tower': 0.07, 'popularity': 0.08}
+  models['two_tower']['recall_at_10'] = 0.09
+  assert champion_gate.choose(models, 'recall_at_10').model_won
+  models['two_tower']['recall_at_10'] = 0.08  # a tie is no win
+  assert not champion_gate.choose(models, 'recall_at_10').model_won
+
+
+def test_popularity_top_k_leaves_out_training_tracks_and_unknown_users():
+  train = [('u1', 'a', 5.0), ('u2', 'a', 4.0), ('u2', 'b', 3.0), ('u1', 'c', 1.0), ('u3', 'd', 2.0)]
+  # Training listens: a 9, b 3, d 2, c 1.
+  out = recommendations.popularity_top_k(['u1', 'u2', 'zz'], {'u1', 'u2', 'u3'}, train, 2, True)
+  assert out[0] == ('u1', False, [('b', 3.0), ('d', 2.0)])
+  assert out[1] == ('u2', False, [('d', 2.0), ('c', 1.0)])
+  assert out[2][:2] == ('zz', True)
+  assert recommendations.popularity_top_k(['u1'], {'u1'}, train, 2, False)[0][2] == [('a', 9.0), ('b', 3.0)]
+
+
+def _two_taste_pairs(rng, users, tracks_per_taste, per_user):
+  """Users 0..users-1 of two tastes (even: tracks 0..n-1, odd: n..2n-1); track 0 of each taste is very popular."""
+  rows = []
+  for user in range(users):
+    taste = user % 2
+    weights = np.ones(tracks_per_taste)
+    weights[0] = 5.0
+    for track in rng.choice(tracks_per_taste, per_user, replace=False, p=weights / weights.sum()):
+      rows.append((user, taste * tracks_per_taste + track))
+  return np.array(rows)
+
+
+def test_softmax_towers_learn_tastes_that_popularity_cannot_see():
+  class Sizes:
+    users, tracks, artists, tags = 40, 20, 1, 1
+  rng = np.random.default_rng(0)
+  pairs = _two_taste_pairs(rng, 40, 10, 6)
+  held_out = np.zeros(len(pairs), bool)
+  held_out[::6] = True  # one pair per user held out
+  def columns(rows):
+    n = len(rows)
+    return {module.USER_INDEX: rows[:, 0], module.TRACK_INDEX: rows[:, 1], module.ARTIST_INDEX: np.zeros(n, np.int64),
+            module.TAG_INDEX: np.zeros((n, 2), np.int64), module.USER_TAG_SHARES: np.zeros((n, 1), np.float32),
+            module.LABEL: np.ones(n, np.float32), module.WEIGHT: np.ones(n, np.float32),
+            module.COUNT: np.full(n, 3.0, np.float32)}
+  train, test = columns(pairs[~held_out]), columns(pairs[held_out])
+  config = {'seed': 1, 'objective': 'softmax', 'max_tags': 2, 'embedding_dim': 8, 'tower_units': '', 'output_dim': 8,
+            'embedding_l2': 0.0, 'learning_rate': 0.05, 'batch_size': 32, 'epochs': 30, 'temperature': 0.2}
+  user_tower, item_tower, model = module.fit_towers(train, test, Sizes(), config, verbose=0)
+  users, tracks = module.tower_vectors(user_tower, item_tower, train, Sizes())
+  np.testing.assert_allclose(np.linalg.norm(tracks, axis=1), 1.0, rtol=1e-5)
+  popularity = np.bincount(train[module.TRACK_INDEX], minlength=20).astype(float)
+  out = catalog_evaluation(users, tracks, popularity, pairs[~held_out], pairs[held_out], [5], seed=0,
+                           objective='softmax')
+  # Half of each user's top 5 by popularity is the other taste's; the towers keep to the user's own taste.
+  assert out['two_tower']['catalog_recall_at_5'] > out['popularity']['catalog_recall_at_5'] + 0.2
+  # The pair model (serving_default's) gives a probability.
+  probability = model.predict({k: v[:1] for k, v in test.items()}, verbose=0)
+  assert 0 < float(probability[0, 0]) < 1

@@ -32,9 +32,9 @@ def _space() -> keras_tuner.HyperParameters:
   return hp
 
 
-def _search(tmp_path, name: str, seed: int):
+def _search(tmp_path, name: str, seed: int, settings=None):
   tuner = tuning.make_tuner(_build_and_score, _space(), 'eval_mae', 'min', max_trials=4, seed=seed,
-                            directory=str(tmp_path / name))
+                            directory=str(tmp_path / name), settings=settings)
   tuner.search()
   return tuner
 
@@ -57,3 +57,12 @@ def test_tuned_values_override_settings_and_keep_their_types():
   values = tuning.tuned_values(fn_args, {'units': 64, 'learning_rate': 0.002, 'epochs': 30})
   assert values == {'units': 16, 'learning_rate': 0.03, 'epochs': 30}
   assert tuning.tuned_values(types.SimpleNamespace(hyperparameters=None), {'epochs': 30}) == {'epochs': 30}
+
+
+def test_the_first_trial_is_the_untuned_settings_so_tuning_never_loses_to_them(tmp_path):
+  settings = {'units': 4, 'learning_rate': 0.0003, 'epochs': 30}
+  tuner = _search(tmp_path, 'c', 5, settings)
+  trials = sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id))
+  assert trials[0].hyperparameters.values == {'units': 4, 'learning_rate': 0.0003}
+  assert min(t.score for t in trials) <= trials[0].score
+  assert tuning.first_values(_space(), {'units': 5}) == {'units': 4, 'learning_rate': 0.0003}  # 5: not a choice

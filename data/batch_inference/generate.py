@@ -31,9 +31,8 @@ from modules import clv  # pylint: disable=g-import-not-at-top,wrong-import-posi
 AS_OF = datetime.date(1997, 9, 30)  # CLV's default threshold_date (see the module docstring)
 FIRST_DAY = datetime.date(1997, 1, 1)
 FIRST_PURCHASE_DAYS = 84  # first purchases from FIRST_DAY to 1997-03-25, as in CDNOW
-FEATURE_COLUMNS = ['frequency', 'recency', 'T', 'total_spend', 'mean_spend', 'monetary_value', 'mean_quantity',
-                   'mean_days_between_purchases', 'purchases_last_30', 'purchases_last_90', clv.MONTH_FEATURE,
-                   clv.FREQUENCY_BUCKET]
+# Every feature modules.clv.customer_features computes (those a CLV example carries), in its order.
+FEATURE_COLUMNS = list(clv.customer_features([(FIRST_DAY, 1.0, 1.0)], AS_OF))
 CUSTOMER_COLUMNS = [clv.KEY] + FEATURE_COLUMNS
 TRANSACTION_COLUMNS = [clv.KEY, 'date', 'quantity', 'amount']
 

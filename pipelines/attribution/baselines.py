@@ -6,7 +6,11 @@ Rule-based methods split each conversion over its journey's touches: last touch,
 shares), time decay (weights 2^(-hours / half life)). The Markov method (first order, Anderl et al. 2016) fits
 transition probabilities start -> campaign -> ... -> conversion | null over all journeys and gives each
 campaign a share of the conversions proportional to its removal effect, 1 - P(conversion without it) /
-P(conversion). Results are {campaign: attributed conversions}; their total is the number of conversions.
+P(conversion). Position-based (U-shaped) gives 40% to the first touch, 40% to the last and 20% to those between.
+Shapley on conversion rates (Zhao et al. 2018, "Shapley value methods for attribution modeling in online
+advertising") values a set of campaigns by the observed conversion rate of the journeys whose campaigns are
+exactly that set (0 when no journey has it) and splits each conversion by its set's Shapley values.
+Results are {campaign: attributed conversions}; their total is the number of conversions.
 """
 import collections
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Sequence
@@ -14,7 +18,9 @@ from typing import Dict, Iterable, List, Mapping, NamedTuple, Sequence
 import numpy as np
 from scipy import stats
 
-METHODS = ('last_touch', 'first_touch', 'linear', 'time_decay', 'markov')
+from pipelines.attribution.shapley import coalitions, shapley
+
+METHODS = ('last_touch', 'first_touch', 'linear', 'position_based', 'time_decay', 'markov', 'shapley_rates')
 
 
 class Journey(NamedTuple):
@@ -47,6 +53,45 @@ def first_touch(journeys: Iterable[Journey]) -> Dict[str, float]:
 def linear(journeys: Iterable[Journey]) -> Dict[str, float]:
   """Each conversion in equal shares over its journey's touches."""
   return _split_each_conversion(journeys, lambda j: [1.0] * len(j.campaigns))
+
+
+def position_based(journeys: Iterable[Journey], first: float = 0.4, last: float = 0.4) -> Dict[str, float]:
+  """Each conversion `first` to the first touch, `last` to the last, the rest equally to the touches between;
+  a journey of one touch gives it everything, of two touches splits in proportion first : last."""
+  def shares(journey: Journey) -> List[float]:
+    n = len(journey.campaigns)
+    if n <= 2:
+      return [1.0] if n == 1 else [first, last]
+    return [first] + [(1.0 - first - last) / (n - 2)] * (n - 2) + [last]
+  return _split_each_conversion(journeys, shares)
+
+
+def shapley_on_conversion_rates(journeys: Sequence[Journey], max_exact: int = 8,
+                                permutations: int = 64) -> Dict[str, float]:
+  """Zhao et al. 2018: v(S) = observed conversion rate of the journeys with exactly the campaign set S (0 for a
+  set no journey has, and for the empty set); each set's conversions are split by its members' Shapley values
+  under v (exact up to `max_exact` campaigns, else seeded sampled orders)."""
+  journeys_of: Dict[frozenset, int] = collections.Counter()
+  conversions_of: Dict[frozenset, int] = collections.Counter()
+  for journey in journeys:
+    if journey.campaigns:
+      members = frozenset(journey.campaigns)
+      journeys_of[members] += 1
+      conversions_of[members] += int(journey.converted)
+  attributed: Dict[str, float] = collections.defaultdict(float)
+  for members, conversions in sorted(conversions_of.items(), key=lambda item: sorted(item[0])):
+    if not conversions:
+      continue
+    players = sorted(members)
+    masks, orders = coalitions(players, max_exact, permutations, '|'.join(players))
+    value = {}
+    for mask in masks:
+      subset = frozenset(p for i, p in enumerate(players) if mask >> i & 1)
+      value[mask] = conversions_of[subset] / journeys_of[subset] if journeys_of.get(subset) else 0.0
+    phi = shapley(len(players), value, orders)
+    for player, share in zip(players, phi):
+      attributed[player] += conversions * share / value[(1 << len(players)) - 1]
+  return dict(attributed)
 
 
 def time_decay(journeys: Iterable[Journey], half_life_hours: float) -> Dict[str, float]:
@@ -100,7 +145,8 @@ def markov(journeys: Sequence[Journey]) -> Dict[str, float]:
 def all_baselines(journeys: Sequence[Journey], half_life_hours: float) -> Dict[str, Dict[str, float]]:
   """{method: {campaign: attributed conversions}} for every method in METHODS."""
   return {'last_touch': last_touch(journeys), 'first_touch': first_touch(journeys), 'linear': linear(journeys),
-          'time_decay': time_decay(journeys, half_life_hours), 'markov': markov(journeys)}
+          'position_based': position_based(journeys), 'time_decay': time_decay(journeys, half_life_hours),
+          'markov': markov(journeys), 'shapley_rates': shapley_on_conversion_rates(journeys)}
 
 
 def compare(attributed: Mapping[str, float], truth: Mapping[str, float]) -> Dict[str, float]:

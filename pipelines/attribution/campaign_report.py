@@ -29,17 +29,21 @@ import csv
 import collections
 import json
 import os
+import time
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
+import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 from tfx import types
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
+from tfx.utils import path_utils
 
 from modules import attribution as module
 from pipelines.attribution import baselines
+from pipelines.attribution import counterfactual
 from pipelines import beam_io
 
 REPORT_CSV = 'campaign_report.csv'
@@ -48,6 +52,9 @@ POSITION_CSV = 'attention_by_position.csv'
 REPORT_PLOT = 'campaign_report.png'
 POSITION_PLOT = 'attention_by_position.png'
 JOURNEY_SPLITS = ('train', 'eval', 'test')
+COUNTERFACTUAL_SUMS = 'counterfactual_sums.json'
+MODEL_HEADLINE = 'removal'     # the counterfactual method that did best across both simulators (docs/attribution.md)
+BASELINE_HEADLINE = 'markov'
 
 
 class AttributionReport(types.Artifact):
@@ -173,13 +180,26 @@ def _plots(directory: str, methods: Dict[str, Dict[str, Any]], campaigns: List[s
   plt.close(figure)
 
 
+def headline_method(model_blessed: bool) -> str:
+  """The method behind campaign_report.csv's attributed_conversions: the model's counterfactual credit when the
+  model is the champion, else the Markov removal effect (the baseline a practitioner would use)."""
+  return MODEL_HEADLINE if model_blessed else BASELINE_HEADLINE
+
+
 def write_report(directory: str, journeys: List[baselines.Journey], attended: Optional[List[Attended]],
-                 truth: Optional[Dict[str, float]], half_life_hours: float) -> Dict[str, Any]:
+                 truth: Optional[Dict[str, float]], half_life_hours: float,
+                 credit: Optional[Dict[str, Dict[str, float]]] = None, model_totals: Optional[Dict[str, float]] = None,
+                 model_blessed: Optional[bool] = None) -> Dict[str, Any]:
   """Writes the report files (module docstring) into `directory` and returns attribution.json's content.
-  attended: None when the model was not blessed (no attention); truth: None without ground truth."""
+  attended: None when the model was not blessed (no attention); truth: None without ground truth; credit:
+  the model's counterfactual credit {'removal': {...}, 'shapley': {...}} (counterfactual.scaled) or None;
+  model_blessed (default: attention present) picks the headline method (headline_method)."""
+  model_blessed = attended is not None if model_blessed is None else model_blessed
   methods: Dict[str, Dict[str, Any]] = {}
   campaigns = sorted({c for j in journeys for c in j.campaigns})
   per_campaign, position_rows = attention_tables(attended or [])
+  for method, attributed in (credit or {}).items():
+    methods[method] = {'attributed_conversions': attributed}
   if attended is not None:
     for method, key in (('attention', 'attributed_conversions'), ('attention_full_credit', 'full_credit_conversions')):
       methods[method] = {'attributed_conversions': {c: per_campaign[c][key] for c in campaigns if c in per_campaign}}
@@ -188,46 +208,89 @@ def write_report(directory: str, journeys: List[baselines.Journey], attended: Op
   if truth is not None:
     for method in methods.values():
       method.update(baselines.compare(method['attributed_conversions'], truth))
+  headline = headline_method(model_blessed)
+  if headline not in methods:
+    headline = BASELINE_HEADLINE
   with tf.io.gfile.GFile(os.path.join(directory, REPORT_CSV), 'w') as f:
     writer = csv.writer(f, lineterminator='\n')
-    writer.writerow(['campaign', 'total_attention', 'average_attention', 'attributed_conversions'])
+    writer.writerow(['campaign', 'attributed_conversions', 'attributed_by', 'total_attention', 'average_attention']
+                    + list(methods))
     for c in campaigns:
-      entry = per_campaign.get(c, {'total_attention': 0.0, 'touches': 0, 'attributed_conversions': 0.0})
+      entry = per_campaign.get(c, {'total_attention': 0.0, 'touches': 0})
       average = entry['total_attention'] / entry['touches'] if entry['touches'] else 0.0
-      writer.writerow([c, f'{entry["total_attention"]:.6f}', f'{average:.6f}',
-                       f'{entry["attributed_conversions"]:.6f}'])
+      writer.writerow([c, f'{methods[headline]["attributed_conversions"].get(c, 0.0):.6f}', headline,
+                       f'{entry["total_attention"]:.6f}', f'{average:.6f}']
+                      + [f'{m["attributed_conversions"].get(c, 0.0):.6f}' for m in methods.values()])
   with tf.io.gfile.GFile(os.path.join(directory, POSITION_CSV), 'w') as f:
     writer = csv.DictWriter(f, ['journey_length', 'touches_before_conversion', 'journeys', 'mean_attention'],
                             lineterminator='\n')
     writer.writeheader()
     writer.writerows(position_rows)
   _plots(directory, methods, campaigns, truth, position_rows)
-  content = {'methods': methods, 'journeys': len(journeys),
-             'converting_journeys': sum(1 for j in journeys if j.converted), 'model_blessed': attended is not None}
+  content = {'methods': methods, 'journeys': len(journeys), 'attributed_by': headline,
+             'converting_journeys': sum(1 for j in journeys if j.converted), 'model_blessed': model_blessed}
   if attended is not None:
     content['incremental_conversions'] = float(sum(a.incremental_share for a in attended))
+  content.update(model_totals or {})
   with tf.io.gfile.GFile(os.path.join(directory, ATTRIBUTION_JSON), 'w') as f:
     json.dump(content, f, indent=2, sort_keys=True)
   return content
 
 
-@tfx.dsl.components.component
+def _keyed_journey(serialized: bytes) -> Tuple[str, baselines.Journey, bytes]:
+  row = beam_io.serialized_example_to_row(serialized)
+  return row[module.KEY], journey_of(row), serialized
+
+
+def counterfactual_sums(pipeline: beam.Pipeline, examples: types.Artifact, model_dir: str, length: int,
+                        max_exact: int, permutations: int, output_dir: str) -> Dict[str, np.ndarray]:
+  """Runs the counterfactual pass (counterfactual.CounterfactualCredit) over every journey of the train, eval
+  and test splits with the model's `counterfactual` signature; returns its unscaled sums."""
+  path = os.path.join(output_dir, COUNTERFACTUAL_SUMS)
+  with pipeline as p:
+    reads = [p | f'Read{split}' >> beam.io.ReadFromTFRecord(
+                 os.path.join(artifact_utils.get_split_uri([examples], split), '*.gz'))
+             for split in JOURNEY_SPLITS]
+    _ = (reads
+         | 'Flatten' >> beam.Flatten()
+         | 'Journeys' >> beam.Map(_keyed_journey)
+         | 'Counterfactual' >> counterfactual.CounterfactualCredit(
+             counterfactual.SavedModelPredict(model_dir), length, max_exact=max_exact, permutations=permutations)
+         | 'AsJson' >> beam.Map(lambda sums: json.dumps({k: list(map(float, v)) for k, v in sums.items()}))
+         | 'Write' >> beam.io.WriteToText(path, shard_name_template=''))
+  with tf.io.gfile.GFile(path) as f:
+    text = f.read().strip()
+  return {k: np.array(v) for k, v in json.loads(text).items()} if text else {}
+
+
+@tfx.dsl.components.component(use_beam=True)
 def CampaignReport(  # pylint: disable=invalid-name
     examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+    model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
     inference_result: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.InferenceResult],
     report: tfx.dsl.components.OutputArtifact[AttributionReport],
     ground_truth: tfx.dsl.components.Parameter[str] = '',
     time_decay_half_life_hours: tfx.dsl.components.Parameter[float] = 168.0,
-    code_version: tfx.dsl.components.Parameter[str] = '') -> None:
-  """Attention and baseline attribution per campaign (see the module docstring); ground_truth: path of a CSV
-  campaign,true_incremental_conversions, or '' for none (then no spearman / abs_error); code_version: a hash of
-  this code and the baselines', so a change in them invalidates the cache."""
+    journey_max_length: tfx.dsl.components.Parameter[int] = 10,
+    shapley_max_exact: tfx.dsl.components.Parameter[int] = 6,
+    shapley_permutations: tfx.dsl.components.Parameter[int] = 16,
+    code_version: tfx.dsl.components.Parameter[str] = '',
+    beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None) -> None:
+  """Counterfactual, attention and baseline attribution per campaign (see the module docstring); ground_truth:
+  path of a CSV campaign,true_incremental_conversions, or '' for none (then no spearman / abs_error);
+  code_version: a hash of this code and the baselines', so a change in them invalidates the cache."""
   del code_version
   journeys = read_journeys(examples)
   blessed = bool(tf.io.gfile.glob(os.path.join(inference_result.uri, '*.gz')))
   attended = list(read_attention(inference_result.uri)) if blessed else None
   truth = read_truth(ground_truth) if ground_truth else None
-  content = write_report(report.uri, journeys, attended, truth, time_decay_half_life_hours)
+  started = time.monotonic()
+  sums = counterfactual_sums(beam_pipeline, examples, path_utils.serving_model_path(model.uri), journey_max_length,
+                             shapley_max_exact, shapley_permutations, report.uri)
+  credit, totals = counterfactual.scaled(sums)
+  totals['counterfactual_seconds'] = round(time.monotonic() - started, 2)
+  content = write_report(report.uri, journeys, attended, truth, time_decay_half_life_hours, credit, totals, blessed)
   report.set_int_custom_property('journeys', content['journeys'])
   report.set_int_custom_property('converting_journeys', content['converting_journeys'])
   report.set_int_custom_property('model_blessed', int(blessed))
+  report.set_string_custom_property('attributed_by', content['attributed_by'])

@@ -1,5 +1,6 @@
-"""Attribution pipeline: impressions -> journeys -> attention RNN, evaluated next to a logistic regression on
-campaign counts, and a campaign report of attention next to the classic baselines and the ground truth.
+"""Attribution pipeline: impressions -> journeys -> a conversion model (GRU, per-touch contributions), evaluated
+next to a logistic regression on campaign counts, and a campaign report of the model's counterfactual credit
+(removal effect, Shapley) and attention next to the classic baselines and the ground truth.
 
 CsvExampleGen (or BigQueryExampleGen) -> ExamplesBuilder(modules.attribution.build_examples) -> StatisticsGen
 -> SchemaGen -> ExampleValidator -> AnomaliesGate -> Transform (campaign vocabulary) -> Trainer -> Evaluator
@@ -45,6 +46,8 @@ SETTINGS: Dict[str, Any] = {
     'min_auc': 0.6,                   # blessing: test AUC at least this
     'max_auc_decrease': 0.01,         # ... and at most this below the latest blessed model's
     'time_decay_half_life_hours': 168.0,
+    'shapley_max_exact': 6,           # exact Shapley for journeys with at most this many campaigns, else sampled
+    'shapley_permutations': 16,       # ... orders sampled (seeded by the journey id)
     'ground_truth': 'auto',           # CSV campaign,true_incremental_conversions; auto: the bundled data's; '' none
 }
 SETTING_CHOICES: Dict[str, tuple] = {}
@@ -93,7 +96,9 @@ def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any],
   outputs['attribution_table'] = os.path.join(output_dir, 'attribution.md')
   with open(outputs['attribution_table'], 'w') as f:
     f.write(attribution_markdown(content['methods']))
-  data = {key: content[key] for key in ('journeys', 'converting_journeys', 'incremental_conversions') if key in content}
+  data = {key: content[key] for key in ('journeys', 'converting_journeys', 'incremental_conversions',
+                                       'model_incremental_conversions', 'counterfactual_seconds', 'attributed_by')
+          if key in content}
   return ReportExtras(outputs=outputs, metrics={'attribution': content['methods']}, data=data)
 
 
@@ -103,7 +108,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
   """The attribution pipeline over an impressions CSV (local or gs://) or a BigQuery table
   `bq://project.dataset.table` with the columns REQUIRED_COLUMNS."""
   version = code_version(MODULE)
-  example_gen = raw_example_gen(data_uri, REQUIRED_COLUMNS, settings['bq_column_map'])
+  example_gen = raw_example_gen(data_uri, REQUIRED_COLUMNS, settings['bq_column_map'], encoding=settings['encoding'])
   builder = ExamplesBuilder(
       raw_examples=example_gen.outputs['examples'], build_fn=f'{MODULE}.build_examples',
       params={'journey_max_length': settings['journey_max_length']}, code_version=version)
@@ -139,10 +144,15 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
                              carry_features=['uid', 'journey_length'])
 
   campaign_report = CampaignReport(
-      examples=builder.outputs['examples'], inference_result=bulk_inferrer.outputs['inference_result'],
+      examples=builder.outputs['examples'], model=trainer.outputs['model'],
+      inference_result=bulk_inferrer.outputs['inference_result'],
+      journey_max_length=int(settings['journey_max_length']),
+      shapley_max_exact=int(settings['shapley_max_exact']),
+      shapley_permutations=int(settings['shapley_permutations']),
       ground_truth=ground_truth_path(data_uri, settings['ground_truth']),
       time_decay_half_life_hours=float(settings['time_decay_half_life_hours']),
-      code_version=code_version('pipelines.attribution.campaign_report', 'pipelines.attribution.baselines'))
+      code_version=code_version('pipelines.attribution.campaign_report', 'pipelines.attribution.baselines',
+                                'pipelines.attribution.counterfactual', 'pipelines.attribution.shapley'))
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name, pipeline_root=pipeline_root,

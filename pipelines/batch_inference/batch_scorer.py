@@ -57,7 +57,6 @@ from pipelines.components.predictions_export import (PREDICTIONS_PREFIX, Predict
 
 COUNTER_NAMESPACE, ROWS_COUNTER = 'BatchScorer', 'rows_out'
 RUNS_IN_FLIGHT = 2  # concurrent session runs per file (1M rows on 2 cores: 6.9 s with 1, 6.1 with 2, 5.9 with 3)
-READ_RECORDS = 10_000  # records a reader run reads, at least (1M rows: 1.8 CPU-s, against 2.1 reading 1,000 a run)
 _KEY_DTYPES = {'bytes_list': tf.string, 'int64_list': tf.int64, 'float_list': tf.float32}
 
 
@@ -95,32 +94,6 @@ def serving_signature(model_dir: str, signature_name: str, output_names: List[st
   if unknown:
     raise ValueError(f'the signature has no output(s) {unknown}: it has {sorted(signature.outputs)}')
   return inputs[0].name, names, signature
-
-
-def record_batches(path: str, batch_size: int) -> Iterator[np.ndarray]:
-  """The serialized records of one GZIP TFRecord file, `batch_size` at a time (the last batch may be smaller).
-
-  Read by a TF1 TFRecordReader (ReaderReadUpTo, record by record in C++) from a queue holding the file, closed,
-  so the end of the file is the queue's OutOfRange; at least READ_RECORDS records a session run, sliced into
-  batches. Measured on a 1M-row file on 2 cores: 1.8 CPU-s with the fetch into NumPy (2.1 reading 1,000 records
-  a run), against 3.7 CPU-s for tf.data's TFRecordDataset + batch (an iterator step per record) without any
-  fetch; and a tf.data iterator that had read the file made the session's close take 2-4 s."""
-  read_size = batch_size * math.ceil(READ_RECORDS / batch_size)  # whole batches, so only the last is short
-  graph = tf.compat.v1.Graph()
-  with graph.as_default():
-    queue = tf.queue.FIFOQueue(1, tf.string)
-    enqueue, close = queue.enqueue(path), queue.close()
-    _, records = tf.compat.v1.TFRecordReader(options=tf.io.TFRecordOptions('GZIP')).read_up_to(queue, read_size)
-  with tf.compat.v1.Session(graph=graph) as session:
-    session.run(enqueue)
-    session.run(close)
-    while True:
-      try:
-        read = session.run(records)
-      except tf.errors.OutOfRangeError:
-        return
-      for start in range(0, len(read), batch_size):
-        yield read[start:start + batch_size]
 
 
 class SessionScorer:
@@ -171,10 +144,10 @@ class SessionScorer:
     in this thread while RUNS_IN_FLIGHT threads score the batches before it and convert them (a session run and
     Arrow's kernels release the GIL), so reading, scoring and formatting overlap."""
     # A read's worth of batches may wait for a thread, so that the threads have work while the next read runs.
-    queued = RUNS_IN_FLIGHT + math.ceil(READ_RECORDS / self.batch_size)
+    queued = RUNS_IN_FLIGHT + math.ceil(beam_io.READ_RECORDS / self.batch_size)
     with futures.ThreadPoolExecutor(RUNS_IN_FLIGHT) as pool:
       pending: List[futures.Future] = []
-      for i, batch in enumerate(record_batches(path, self.batch_size)):
+      for i, batch in enumerate(beam_io.record_batches(path, self.batch_size)):
         if i % parts != part:
           continue
         pending.append(pool.submit(lambda records: convert(*self.score(records)), batch))
@@ -308,7 +281,7 @@ def parts_per_file(beam_pipeline_args: List[str], files: int) -> int:
 def first_example(files: List[str]) -> Optional[tf.train.Example]:
   """The first record of the first non-empty file, or None when every file is empty."""
   for path in files:
-    for batch in record_batches(path, 1):
+    for batch in beam_io.record_batches(path, 1):
       return tf.train.Example.FromString(batch[0])
   return None
 

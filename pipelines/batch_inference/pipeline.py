@@ -14,7 +14,6 @@ split is scored instead: one preprocessing path.
 the latest pushed model of a use case through its ML Metadata, its key column and its ExamplesBuilder, and
 the generated default input.
 """
-import functools
 import glob
 import hashlib
 import importlib.util
@@ -25,7 +24,6 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import apache_beam as beam
 import tensorflow as tf
 from tfx import v1 as tfx
-from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 
 from modules import batch_inference as bi
 from pipelines import bigquery, csv_lines
@@ -77,14 +75,19 @@ REPORTED_METRICS: List[Tuple[str, str]] = []
 # Input files: CSV, JSONL or TFRecord, never failing on a malformed line
 # ---------------------------------------------------------------------------------------------------
 
-def json_line_to_row(line: str) -> Dict[str, Any]:
-  """One JSON object per line; {MALFORMED_LINE: line} for anything else. Nulls are left out."""
+def json_line_to_row(line: bytes, encoding: str = csv_lines.DEFAULT_ENCODING) -> Dict[str, Any]:
+  """One JSON object per line; a csv_lines.rejected_row for anything else (bad_encoding for a line not valid
+  in `encoding`, malformed_line for one that is no flat JSON object). Nulls are left out."""
   try:
-    row = json.loads(line)
+    text = line.decode(encoding).lstrip('\ufeff')
+  except UnicodeDecodeError:
+    return csv_lines.rejected_row(csv_lines.BAD_ENCODING, line.decode(encoding, errors='replace'))
+  try:
+    row = json.loads(text)
   except ValueError:
-    return {bi.MALFORMED_LINE: line}
+    return csv_lines.rejected_row(bi.MALFORMED_JSON, text)
   if not isinstance(row, dict) or any(isinstance(v, dict) for v in row.values()):
-    return {bi.MALFORMED_LINE: line}
+    return csv_lines.rejected_row(bi.MALFORMED_JSON, text)
   return {k: v for k, v in row.items() if v is not None}
 
 
@@ -99,31 +102,35 @@ def input_format(pattern: str) -> str:
 
 
 @beam.ptransform_fn
-def _KeyedFilesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  # pylint: disable=invalid-name
+def _KeyedFilesToBatches(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],  # pylint: disable=invalid-name
                          split_pattern: str) -> beam.PCollection:
+  """Lists of serialized tf.Examples of the files matching the split's pattern."""
   pattern = os.path.join(exec_properties['input_base'], split_pattern)
   if not tf.io.gfile.glob(pattern):
     raise ValueError(f'no file matches {pattern}')
   kind = input_format(pattern)
+  batch = beam.BatchElements(min_batch_size=csv_lines.BATCH_ROWS, max_batch_size=csv_lines.BATCH_ROWS)
   if kind == 'tfrecord':
     compression = 'gzip' if pattern.endswith('.gz') else 'uncompressed'
-    return pipeline | 'ReadTFRecords' >> beam.io.ReadFromTFRecord(pattern, compression_type=compression)  # as is
+    return (pipeline | 'ReadTFRecords' >> beam.io.ReadFromTFRecord(pattern, compression_type=compression)  # as is
+            | 'Batch' >> batch)
+  encoding = csv_lines.decode_reader_config(exec_properties)['encoding']
   if kind == 'csv':
-    rows = pipeline | 'ReadCsv' >> csv_lines.ReadCsvRows(  # pylint: disable=no-value-for-parameter
-        pattern, functools.partial(csv_lines.csv_line_to_row, malformed_key=bi.MALFORMED_LINE))
-  else:
-    rows = (pipeline | 'ReadJsonl' >> beam.io.ReadFromText(pattern)
-            | 'SkipBlank' >> beam.Filter(lambda line: line.strip() != '')
-            | 'JsonToRow' >> beam.Map(json_line_to_row))
-  return rows | 'ToExamples' >> beam_io.RowsToSerializedExamples()  # pylint: disable=no-value-for-parameter
+    return pipeline | 'ReadCsv' >> csv_lines.ReadCsvExamples(  # pylint: disable=no-value-for-parameter
+        pattern, encoding=encoding)
+  return (pipeline | 'ReadJsonl' >> beam.io.ReadFromText(pattern, coder=beam.coders.BytesCoder())
+          | 'SkipBlank' >> beam.Filter(lambda line: line.strip() != b'')
+          | 'JsonToRow' >> beam.Map(json_line_to_row, encoding)
+          | 'Batch' >> batch
+          | 'ToExamples' >> beam.Map(beam_io.rows_to_serialized_examples))
 
 
-class KeyedFilesExecutor(BaseExampleGenExecutor):
+class KeyedFilesExecutor(csv_lines.BatchesExampleGenExecutor):
   """ExampleGen executor for CSV (values kept as strings, as BigQuery gives them), JSONL and tf.Example
   TFRecord files matching a glob; a malformed line becomes a row the ExamplesBuilder rejects and counts."""
 
-  def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-    return _KeyedFilesToExample
+  def GetInputSourceToBatchesPTransform(self) -> beam.PTransform:
+    return _KeyedFilesToBatches
 
 
 def select_all(table: bigquery.BigQueryTable, column_map: Mapping[str, str]) -> str:
@@ -180,13 +187,14 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
     raise ValueError('batch_inference needs settings["model"] (--model PATH or --from USE_CASE)')
   raw_input = settings['input_kind'] == 'raw'
   if raw_input:
-    example_gen = raw_example_gen(data_uri, settings['source_columns'].split(','), settings['bq_column_map'])
+    example_gen = raw_example_gen(data_uri, settings['source_columns'].split(','), settings['bq_column_map'],
+                                  encoding=settings['encoding'])
     builder = ExamplesBuilder(raw_examples=example_gen.outputs['examples'], build_fn=settings['build_fn'],
                               params=json.loads(settings['build_params']),
                               code_version=code_version(settings['build_fn'].rpartition('.')[0]))
   else:
     example_gen = raw_example_gen(data_uri, [], settings['bq_column_map'], query_builder=select_all,
-                                  file_executor=KeyedFilesExecutor)
+                                  file_executor=KeyedFilesExecutor, encoding=settings['encoding'])
     builder = ExamplesBuilder(
         raw_examples=example_gen.outputs['examples'], build_fn=f'{MODULE}.build_examples',
         params={'key_column': settings['key_column'], 'unique_keys': settings['unique_keys'],
@@ -371,8 +379,8 @@ def _local_header(pattern: str) -> List[str]:
     return []
   if input_format(pattern) == 'csv':
     return csv_lines.csv_header(files[0])
-  row = json_line_to_row(csv_lines.first_line(files[0]))
-  return [] if bi.MALFORMED_LINE in row else list(row)
+  row = json_line_to_row(csv_lines.first_line(files[0]).encode('utf-8'))
+  return [] if csv_lines.REJECTED_REASON in row else list(row)
 
 
 def prepare(args: Any, settings: Dict[str, Any], run_use_case: Callable[[str], None],
@@ -426,9 +434,6 @@ def prepare(args: Any, settings: Dict[str, Any], run_use_case: Callable[[str], N
     required = required_columns(settings['source_use_case']) if settings['source_use_case'] else None
     header = _local_header(data) if '://' not in data else []
     settings['input_kind'] = 'raw' if required and set(required) <= set(header) else 'examples'
-  if settings['input_kind'] == 'raw' and data.endswith('.gz'):
-    raise ValueError(f'raw input must be uncompressed: {data} is gzipped, and CsvExampleGen reads a CSV '
-                     'header as plain text (gunzip it first)')
   if settings['input_kind'] == 'raw' and not (settings['build_fn'] and settings['build_params']):
     raise ValueError('raw input needs the source use case\'s build_fn and build_params (--from finds them)')
   if settings['input_kind'] == 'raw' and not settings['source_columns']:

@@ -2,18 +2,23 @@
 
 CsvExampleGen (or BigQueryExampleGen) -> ExamplesBuilder(modules.clv.build_examples) -> StatisticsGen
 -> SchemaGen -> ExampleValidator -> AnomaliesGate -> Transform -> Trainer -> Evaluator (vs latest blessed)
--> Pusher -> BulkInferrer(score) -> PredictionsExport, with BtydFit (lifetimes) beside the DNN: it adds its predictions to the eval and score
+-> ChampionGate -> Pusher -> BulkInferrer(score) -> PredictionsExport (the champion's predictions), with BtydFit (lifetimes) beside the DNN: it adds its predictions to the eval and score
 examples, so the Evaluator scores DNN, BTYD and the training mean on the same customers in one TFMA run, and
 predictions.csv carries both models' predictions.
 """
+import json
 import os
 from typing import Any, Callable, Dict, List
 
 from tfx import v1 as tfx
 
 from modules import clv as clv_module
+from pipelines import beam_io
+from pipelines.clv import skew as skew_lib
 from pipelines.clv.btyd import PARAMS_FILE, TIME_UNITS, BtydFit, examples_summary, load_fitted, read_examples
 from pipelines.components.examples_builder import ExamplesBuilder
+from pipelines.clv.champion_predictions import ChampionPredictions
+from pipelines.components.champion_gate import champion_gate
 from pipelines.components.predictions_export import PredictionsExport
 from pipelines.example_gens import raw_example_gen
 from pipelines.report import ReportExtras
@@ -39,15 +44,36 @@ SETTINGS: Dict[str, Any] = {
     'btyd_penalizer': 0.0,
     'btyd_time_unit': 'weeks',        # 'days' or 'weeks'
     'btyd_discount_rate': 0.0,        # annual; 0 makes BTYD's CLV comparable with the undiscounted label
+    'primary_metric': 'mean_absolute_error',  # the champion gate: DNN vs BTYD vs training mean on the eval split
+    'tuning': 'on',                   # TFX Tuner (modules.clv.tuner_fn) before the Trainer
+    'tuning_trials': 3,
 }
 SETTING_CHOICES = {'loss': ('mse', 'ziln'), 'btyd_model': ('bgnbd', 'pnbd', 'mbgnbd'),
-                   'btyd_time_unit': ('days', 'weeks')}
+                   'btyd_time_unit': ('days', 'weeks'), 'tuning': ('on', 'off'),
+                   'primary_metric': ('mean_absolute_error', 'root_mean_squared_error', 'normalized_gini')}
+# summary name -> (TFMA model name, output name, metric-key prefix): the candidates of the champion gate
+CANDIDATES = {'dnn': ('candidate', 'predicted_value', ''), 'btyd': ('candidate', 'predicted_value', 'btyd'),
+              'baseline': ('candidate', 'mean_baseline', '')}
+HIGHER_IS_BETTER = {'mean_absolute_error': False, 'root_mean_squared_error': False, 'normalized_gini': True}
+TRAINER_SETTINGS = ('seed', 'loss', 'hidden_units', 'dropout', 'learning_rate', 'batch_size', 'epochs')
 BTYD_COLUMNS = ['btyd_clv', 'btyd_expected_purchases', 'btyd_p_alive', 'btyd_expected_spend']
 
 
 def holdout_days(settings: Dict[str, Any]) -> int:
   """Length of the label's period (threshold_date, predict_end] in days: the BTYD prediction horizon."""
   return (clv_module.parse_date(settings['predict_end']) - clv_module.parse_date(settings['threshold_date'])).days
+
+
+SKEW_FILE = 'score_skew.json'
+SKEW_MARKDOWN = 'score_skew.md'
+
+
+def skew_check(train_examples, score_examples) -> Dict[str, Any]:
+  """The score split's model inputs against the training split's range (see pipelines.clv.skew)."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  frames = [pd.DataFrame([beam_io.example_to_row(e) for e in examples])
+            for examples in (train_examples, score_examples)]
+  return skew_lib.score_skew(*frames, clv_module.LOG_FEATURES + clv_module.LINEAR_FEATURES)
 
 
 def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any], predictions_csv: str,
@@ -68,8 +94,16 @@ def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any],
   examples = tfx.types.standard_artifacts.Examples()
   examples.uri = built.uri
   examples.split_names = built.properties['split_names'].string_value
-  fit_summary = examples_summary(read_examples(examples, 'train'), fitted.time_unit)
+  train_examples = read_examples(examples, 'train')
+  fit_summary = examples_summary(train_examples, fitted.time_unit)
   plots = {'btyd_params': os.path.join(model_uri, PARAMS_FILE)}
+  skew = skew_check(train_examples, read_examples(examples, 'score'))
+  plots['score_skew'] = os.path.join(output_dir, SKEW_FILE)
+  with open(plots['score_skew'], 'w') as f:
+    json.dump(skew, f, indent=2)
+  plots['score_skew_report'] = os.path.join(output_dir, SKEW_MARKDOWN)
+  with open(plots['score_skew_report'], 'w') as f:
+    f.write(skew_lib.markdown(skew))
   p_alive = pd.read_csv(predictions_csv)['btyd_p_alive']
   figure, axis = plt.subplots(figsize=(7, 4))
   axis.hist(p_alive, bins=20, range=(0, 1), color='tab:blue')
@@ -90,7 +124,7 @@ def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any],
   plots['expected_purchases_matrix'] = os.path.join(output_dir, 'btyd_frequency_recency.png')
   plt.gcf().savefig(plots['expected_purchases_matrix'], dpi=100)
   plt.close('all')
-  return ReportExtras(outputs=plots)
+  return ReportExtras(outputs=plots, data={'score_skew': skew})
 
 
 def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, serving_dir: str,
@@ -99,7 +133,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
   """The CLV pipeline over a CSV file (local or gs://) or a BigQuery table `bq://project.dataset.table`
   with the columns REQUIRED_COLUMNS."""
   version = code_version(MODULE, 'pipelines.metrics')
-  example_gen = raw_example_gen(data_uri, REQUIRED_COLUMNS, settings['bq_column_map'])
+  example_gen = raw_example_gen(data_uri, REQUIRED_COLUMNS, settings['bq_column_map'], encoding=settings['encoding'])
 
   builder = ExamplesBuilder(
       raw_examples=example_gen.outputs['examples'], build_fn=f'{MODULE}.build_examples',
@@ -112,9 +146,10 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
 
   transform = wiring.transform(MODULE, builder.outputs['examples'], validation, version)
 
-  trainer = wiring.trainer(MODULE, transform, validation.schema,
-                           {k: settings[k] for k in ('seed', 'loss', 'hidden_units', 'dropout', 'learning_rate',
-                                                     'batch_size', 'epochs')}, version)
+  hyperparameters = {k: settings[k] for k in TRAINER_SETTINGS}
+  tuner = (wiring.tuner(MODULE, transform, validation.schema, {**hyperparameters, 'trials': settings['tuning_trials']},
+                        version) if settings['tuning'] == 'on' else None)
+  trainer = wiring.trainer(MODULE, transform, validation.schema, hyperparameters, version, tuned=tuner)
 
   btyd = BtydFit(examples=builder.outputs['examples'], model_type=settings['btyd_model'],
                  penalizer_coef=settings['btyd_penalizer'], time_unit=settings['btyd_time_unit'],
@@ -129,21 +164,32 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
       eval_config=clv_module.eval_config(settings['max_mae_increase']),
       example_splits=['eval'])
 
-  push = wiring.pusher(trainer.outputs['model'], evaluator.outputs['blessing'], serving_dir)
+  # The DNN is blessed only if it also beats BTYD and the training mean on `primary_metric`.
+  gate = champion_gate(trainer.outputs['model'], evaluator, settings['primary_metric'],
+                       HIGHER_IS_BETTER[settings['primary_metric']], 'dnn', CANDIDATES)
+
+  push = wiring.pusher(trainer.outputs['model'], gate.outputs['blessing'], serving_dir)
 
   bulk_inferrer = tfx.components.BulkInferrer(
       examples=btyd.outputs['predictions'], model=trainer.outputs['model'],
-      model_blessing=evaluator.outputs['blessing'],
+      model_blessing=gate.outputs['blessing'],
       data_spec=tfx.proto.DataSpec(example_splits=['score']),
       model_spec=tfx.proto.ModelSpec(model_signature_name=['serving_default']))
 
-  export = PredictionsExport(inference_result=bulk_inferrer.outputs['inference_result'],
-                             key_feature=clv_module.KEY, output_names=[clv_module.PREDICTION],
-                             carry_features=BTYD_COLUMNS)
+  dnn_export = PredictionsExport(inference_result=bulk_inferrer.outputs['inference_result'],
+                                 key_feature=clv_module.KEY, output_names=[clv_module.PREDICTION],
+                                 carry_features=BTYD_COLUMNS).with_id('DnnPredictionsExport')
+  # Named PredictionsExport: its predictions are the run's predictions.csv (the champion's).
+  export = ChampionPredictions(
+      dnn_predictions=dnn_export.outputs['predictions'], examples=btyd.outputs['predictions'],
+      evaluation=evaluator.outputs['evaluation'], blessing=gate.outputs['blessing'], key_feature=clv_module.KEY,
+      prediction_name=clv_module.PREDICTION, btyd_prediction=clv_module.BTYD_PREDICTION,
+      carry_features=','.join(BTYD_COLUMNS),
+      code_version=code_version('pipelines.clv.champion_predictions')).with_id('PredictionsExport')
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name, pipeline_root=pipeline_root,
-      components=[example_gen, builder, *validation, transform, trainer, btyd, latest_blessed, evaluator, push,
-                  bulk_inferrer, export],
+      components=[example_gen, builder, *validation, transform, *([tuner] if tuner else []), trainer, btyd,
+                  latest_blessed, evaluator, gate, push, bulk_inferrer, dnn_export, export],
       enable_cache=True, metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)

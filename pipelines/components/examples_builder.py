@@ -6,16 +6,19 @@ The module function has the signature
 
 where `rows` are the raw rows of every input split as dicts (see `beam_io.example_to_row`),
 `BuiltExamples.splits` maps split names to PCollections of dict rows, and `BuiltExamples.rejected`
-holds `{'reason': str, 'record': dict}` for every input row or entity set aside. The component writes
-each split as GZIP tf.Example TFRecords (like ExampleGen), and an `ExamplesBuildReport` artifact with
-`counts.json` (rows read, examples per split, skipped by reason) and `rejected-*.csv` (reason, record).
+holds `{'reason': str, 'record': dict}` for every input row or entity set aside. Rows the CSV reader could
+not read (pipelines.csv_lines: a line not valid in the file's encoding, a wrong field count) never reach
+`build_examples`: they are set aside here with the reader's reason, their record the original line. The
+component writes each split as GZIP tf.Example TFRecords (like ExampleGen), and an `ExamplesBuildReport`
+artifact with `counts.json` (rows read, examples per split, skipped by reason) and `rejected-*.csv` (reason,
+record as strict JSON: no NaN or infinity).
 A full ComponentSpec + BaseBeamExecutor, so `beam_pipeline_args` (DirectRunner mode, Dataflow) reach it.
 """
 import csv
 import io
 import json
 import os
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import apache_beam as beam
 from absl import logging
@@ -26,15 +29,24 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils
 
 from pipelines import runners
-from pipelines import beam_io
+from pipelines import beam_io, csv_lines, parsing
 
 REJECTED_PREFIX = 'rejected'
 REJECTED_HEADER = 'reason,record'
+BATCH_ROWS = 1000
 
 
 class ExamplesBuildReport(types.Artifact):
   """Counts and rejected rows of one ExamplesBuilder run."""
   TYPE_NAME = 'marketing_ml.ExamplesBuildReport'  # namespace.Name: KFP v2 requires it
+
+
+def batched(build_fn: Callable[..., 'BuiltExamples']) -> Callable[..., 'BuiltExamples']:
+  """Marks a build_examples that takes batches: a PCollection of lists of up to BATCH_ROWS serialized raw
+  tf.Examples (rows the reader could not read already set aside), and returns splits of lists of serialized
+  examples. Columnar code (tfx_bsl's coders, Arrow, NumPy) then replaces per-row Python."""
+  build_fn.takes_batches = True
+  return build_fn
 
 
 class BuiltExamples(NamedTuple):
@@ -59,10 +71,37 @@ class ExamplesBuilderSpec(types.ComponentSpec):
 
 
 def _rejected_to_csv_line(rejected: Dict[str, Any]) -> str:
+  """One CSV line (no line end) of reason and the record as strict JSON; a line break inside is quoted."""
   buffer = io.StringIO()
-  csv.writer(buffer, lineterminator='').writerow(
-      [rejected['reason'], json.dumps(rejected['record'], sort_keys=True, default=str)])
+  csv.writer(buffer, lineterminator='').writerow([rejected['reason'], parsing.record_json(rejected['record'])])
   return buffer.getvalue()
+
+
+def _split_unreadable(row: Dict[str, Any]):
+  """A row the CSV reader could not read -> tagged 'unreadable' as a rejected record (its original line);
+  every other row as it is."""
+  reason = row.get(csv_lines.REJECTED_REASON)
+  if reason is None:
+    yield row
+  else:
+    yield beam.pvalue.TaggedOutput('unreadable', {'reason': reason, 'record': row.get(csv_lines.REJECTED_LINE, '')})
+
+
+_UNREADABLE_MARK = csv_lines.REJECTED_REASON.encode('utf-8')
+
+
+def _split_unreadable_batch(batch: List[bytes]):
+  """A batch of serialized raw examples without those the reader could not read (tagged 'unreadable' as
+  _split_unreadable tags them); a byte search finds the candidates without parsing every example."""
+  kept = []
+  for record in batch:
+    row = beam_io.serialized_example_to_row(record) if _UNREADABLE_MARK in record else None
+    if row is not None and csv_lines.REJECTED_REASON in row:
+      yield from _split_unreadable(row)
+    else:
+      kept.append(record)
+  if kept:
+    yield kept
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -78,26 +117,43 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     input_splits = artifact_utils.decode_split_names(raw_examples.split_names)
     logging.info('ExamplesBuilder: %s over splits %s with %s', exec_properties['build_fn'], input_splits, params)
 
+    takes_batches = getattr(build_fn, 'takes_batches', False)
     with self._make_beam_pipeline() as pipeline:
-      rows = ([pipeline | f'Read[{split}]' >> beam_io.ReadExampleRows(
-          io_utils.all_files_pattern(artifact_utils.get_split_uri([raw_examples], split)))
-               for split in input_splits]
-              | 'FlattenInput' >> beam.Flatten())
-      built = build_fn(rows, params)
+      patterns = [io_utils.all_files_pattern(artifact_utils.get_split_uri([raw_examples], split))
+                  for split in input_splits]
+      if takes_batches:
+        inputs = pipeline | 'ReadBatches' >> beam_io.ReadExampleBatches(patterns, BATCH_ROWS)
+        readable = inputs | 'SplitUnreadable' >> beam.FlatMap(_split_unreadable_batch).with_outputs(
+            'unreadable', main='rows')
+        counters = [inputs | 'CountRowsIn' >> beam.Map(lambda batch: ('rows_in', len(batch)))]
+      else:
+        inputs = ([pipeline | f'Read[{split}]' >> beam_io.ReadExampleRows(pattern)
+                   for split, pattern in zip(input_splits, patterns)]
+                  | 'FlattenInput' >> beam.Flatten())
+        readable = inputs | 'SplitUnreadable' >> beam.FlatMap(_split_unreadable).with_outputs(
+            'unreadable', main='rows')
+        counters = [inputs | 'CountRowsIn' >> beam.Map(lambda _: ('rows_in', 1))]
+      built = build_fn(readable.rows, params)
       if not isinstance(built, BuiltExamples) or not built.splits:
         raise ValueError(f'{exec_properties["build_fn"]} must return BuiltExamples with at least one split')
       examples.split_names = artifact_utils.encode_split_names(sorted(built.splits))
-      counters = [rows | 'CountRowsIn' >> beam.Map(lambda _: ('rows_in', 1))]
       for split, split_rows in built.splits.items():
-        _ = split_rows | f'Write[{split}]' >> beam_io.WriteExampleRows(
-            artifact_utils.get_split_uri([examples], split))
-        counters.append(split_rows | f'Count[{split}]' >> beam.Map(lambda _, s=split: (f'examples/{s}', 1)))
-      if built.rejected is not None:
-        _ = (built.rejected
-             | 'RejectedToCsv' >> beam.Map(_rejected_to_csv_line)
-             | 'WriteRejected' >> beam.io.WriteToText(os.path.join(report.uri, REJECTED_PREFIX),
-                                                      file_name_suffix='.csv', header=REJECTED_HEADER))
-        counters.append(built.rejected | 'CountRejected' >> beam.Map(lambda r: (f'skipped/{r["reason"]}', 1)))
+        uri = artifact_utils.get_split_uri([examples], split)
+        if takes_batches:
+          _ = (split_rows | f'Unbatch[{split}]' >> beam.FlatMap(lambda batch: batch)
+               | f'Write[{split}]' >> beam.io.WriteToTFRecord(os.path.join(uri, 'data_tfrecord'),
+                                                              file_name_suffix='.gz'))
+          counters.append(split_rows | f'Count[{split}]' >> beam.Map(lambda b, s=split: (f'examples/{s}', len(b))))
+        else:
+          _ = split_rows | f'Write[{split}]' >> beam_io.WriteExampleRows(uri)
+          counters.append(split_rows | f'Count[{split}]' >> beam.Map(lambda _, s=split: (f'examples/{s}', 1)))
+      rejected = ([built.rejected, readable.unreadable] if built.rejected is not None else [readable.unreadable]
+                  ) | 'AllRejected' >> beam.Flatten()
+      _ = (rejected
+           | 'RejectedToCsv' >> beam.Map(_rejected_to_csv_line)
+           | 'WriteRejected' >> beam.io.WriteToText(os.path.join(report.uri, REJECTED_PREFIX),
+                                                    file_name_suffix='.csv', header=REJECTED_HEADER))
+      counters.append(rejected | 'CountRejected' >> beam.Map(lambda r: (f'skipped/{r["reason"]}', 1)))
       _ = counters | 'FlattenCounts' >> beam.Flatten() | 'WriteCounts' >> beam_io.WriteCounts(report.uri)
 
     counts = beam_io.read_counts(report.uri)

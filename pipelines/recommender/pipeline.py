@@ -18,6 +18,7 @@ from tfx import v1 as tfx
 from modules import recommender as module
 from pipelines import bigquery, wiring
 from pipelines.components.examples_builder import ExamplesBuilder
+from pipelines.recommender.champion_gate import RecommenderChampionGate
 from pipelines.recommender.recall_evaluator import CURVE_PLOT, NEAREST_CSV, RECALL_JSON, RecallEvaluator
 from pipelines.recommender.recommendations import RecommendationsExport
 from pipelines.recommender.vocabulary_filter import VocabularyFilter
@@ -39,25 +40,37 @@ SETTINGS: Dict[str, Any] = {
     'min_artist_pairs': 3,
     'min_tag_pairs': 3,
     'seed': 42,
+    'objective': 'softmax',           # softmax: in-batch sampled softmax with log-Q correction; cosine: |cosine| log loss
+    'temperature': 0.5,               # softmax: logits = cosine / temperature
+    'embedding_l2': 0.0,              # L2 penalty on every embedding
     'embedding_dim': 32,
     'tower_units': '',                # hidden layers of each tower, e.g. '64' (none: the towers are linear)
     'output_dim': 32,
     'learning_rate': 0.003,
     'batch_size': 256,
     'epochs': 5,
-    'sampled_negatives': 2,           # unlistened tracks per training pair as negatives (0: listened pairs only)
+    'sampled_negatives': 2,           # cosine: unlistened tracks per training pair as negatives (0: listened pairs only)
     'sampled_negative_weight': 1.0,
     'listened_negative_weight': 0.0,  # x the weight (1 / count) of listened label-0 pairs in training (0: left out)
+    'tuning': 'on',                   # TFX Tuner before the Trainer (modules.recommender.search_space)
+    'tuning_trials': 3,               # seeded random-search trials, scored by eval recall@10
+    'tuning_epochs': 2,               # epochs of each trial (the Trainer then trains `epochs`)
     'top_k': 10,                      # tracks per user in the top-k signature and recommendations.csv
+    'exclude_training_tracks': 'on',  # top-k leaves out the user's training tracks
     'recall_samples': 1000,           # sampled tracks each positive test pair is ranked against
+    'primary_metric': 'recall_at_10', # champion: the model is served only if above popularity's on it
     'min_auc': 0.5,                   # blessing: test AUC above chance
     'max_auc_decrease': 0.01,         # ... and at most this below the latest blessed model's
     'bq_top_tracks': 50000,           # bq:// input: only listens of the N most listened tracks
 }
-SETTING_CHOICES: Dict[str, tuple] = {}
+SETTING_CHOICES: Dict[str, tuple] = {'objective': module.OBJECTIVES, 'exclude_training_tracks': ('on', 'off'),
+                                     'tuning': ('on', 'off')}
 REPORTED_MODELS = {'two_tower': ('candidate', module.PREDICTION, ''),
                    'popularity': ('candidate', module.POPULARITY, '')}
-REPORTED_METRICS = (('recall_at_10', 'recall@10'), ('recall_at_100', 'recall@100'), ('example_count', 'test pairs'),
+REPORTED_METRICS = (('recall_at_10', 'recall@10 (1,000 sampled)'), ('recall_at_100', 'recall@100 (1,000 sampled)'),
+                    ('catalog_recall_at_10', 'recall@10 (full catalog)'),
+                    ('catalog_recall_at_100', 'recall@100 (full catalog)'),
+                    ('catalog_ndcg_at_10', 'NDCG@10 (full catalog)'), ('example_count', 'test pairs'),
                     ('auc', 'AUC'), ('auc_precision_recall', 'PR-AUC'), ('binary_crossentropy', 'log loss'),
                     ('calibration', 'calibration (mean prediction / label)'), ('mean_label', 'share positive'))
 RECOMMENDATIONS_FILE = 'recommendations.csv'
@@ -78,10 +91,10 @@ def bigquery_query(table: bigquery.BigQueryTable, column_map: Mapping[str, str],
 
 
 def _nearest_markdown(nearest: List[Dict[str, Any]]) -> str:
-  lines = ['# Nearest tracks by item-tower |cosine| (most listened training tracks)', '',
-           '| track | rank | neighbour | abs. cosine |', '|---|---|---|---|']
+  lines = ['# Nearest tracks by item-tower cosine (|cosine| for objective cosine; most listened training tracks)',
+           '', '| track | rank | neighbour | similarity |', '|---|---|---|---|']
   lines += [f'| {r["track"]} ({r["track_info"]}) | {r["rank"]} | {r["neighbour"]} ({r["neighbour_info"]}) | '
-            f'{r["abs_cosine"]:.3f} |' for r in nearest]
+            f'{r["similarity"]:.3f} |' for r in nearest]
   return '\n'.join(lines) + '\n'
 
 
@@ -91,16 +104,16 @@ def _nearest_plot(nearest: List[Dict[str, Any]], path: str) -> None:
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   cells = [[f'{r["track"]} ({r["track_info"]})', r['rank'], f'{r["neighbour"]} ({r["neighbour_info"]})',
-            f'{r["abs_cosine"]:.3f}'] for r in nearest]
+            f'{r["similarity"]:.3f}'] for r in nearest]
   figure, axis = plt.subplots(figsize=(11, 0.28 * len(cells) + 0.8))
   axis.axis('off')
   if cells:
     table = axis.table(cellText=cells, colLabels=['track (artist; tags)', 'rank', 'nearest track (artist; tags)',
-                                                  '|cos|'], loc='center', cellLoc='left')
+                                                  'similarity'], loc='center', cellLoc='left')
     table.auto_set_font_size(False)
     table.set_fontsize(7)
     table.auto_set_column_width(list(range(4)))
-  axis.set_title('Nearest tracks by item-tower |cosine|', fontsize=9)
+  axis.set_title('Nearest tracks by item-tower similarity', fontsize=9)
   figure.tight_layout()
   figure.savefig(path, dpi=100)
   plt.close(figure)
@@ -146,7 +159,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
   version = code_version(MODULE)
   example_gen = raw_example_gen(
       data_uri, REQUIRED_COLUMNS, settings['bq_column_map'],
-      query_builder=lambda table, mapping: bigquery_query(table, mapping, settings['bq_top_tracks']))
+      query_builder=lambda table, mapping: bigquery_query(table, mapping, settings['bq_top_tracks']),
+      encoding=settings['encoding'])
   builder = ExamplesBuilder(
       raw_examples=example_gen.outputs['examples'], build_fn=f'{MODULE}.build_examples',
       params={k: settings[k] for k in ('eval_percent', 'test_percent', 'max_tags', 'user_tag_features')},
@@ -168,12 +182,15 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
       examples=builder.outputs['examples'], transform_graph=transform.outputs['transform_graph'],
       code_version=code_version('pipelines.recommender.vocabulary_filter'))
 
-  trainer = wiring.trainer(MODULE, transform, validation.schema,
-                           {k: settings[k] for k in (
-                               'seed', 'max_tags', 'embedding_dim', 'tower_units', 'output_dim', 'learning_rate',
-                               'batch_size', 'epochs', 'top_k', 'sampled_negatives', 'sampled_negative_weight',
-                               'listened_negative_weight')},
-                           version)
+  model_settings = {k: settings[k] for k in (
+      'seed', 'max_tags', 'objective', 'temperature', 'embedding_l2', 'embedding_dim', 'tower_units', 'output_dim',
+      'learning_rate', 'batch_size', 'epochs', 'top_k', 'exclude_training_tracks', 'sampled_negatives',
+      'sampled_negative_weight', 'listened_negative_weight')}
+  tuner = None
+  if settings['tuning'] == 'on':
+    tuner = wiring.tuner(MODULE, transform, validation.schema, {
+        **model_settings, **{k: settings[k] for k in ('tuning_trials', 'tuning_epochs', 'recall_samples')}}, version)
+  trainer = wiring.trainer(MODULE, transform, validation.schema, model_settings, version, tuned=tuner)
 
   latest_blessed = wiring.latest_blessed_model()
 
@@ -182,27 +199,37 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
       baseline_model=latest_blessed.outputs['model'],
       eval_config=module.eval_config(settings['min_auc'], settings['max_auc_decrease']), example_splits=['test'])
 
-  push = wiring.pusher(trainer.outputs['model'], evaluator.outputs['blessing'], serving_dir)
-
   recall = RecallEvaluator(
       examples=vocabulary_filter.outputs['filtered'], transform_graph=transform.outputs['transform_graph'],
       model=trainer.outputs['model'], num_samples=settings['recall_samples'], seed=settings['seed'],
-      code_version=code_version('pipelines.recommender.recall_evaluator', MODULE))
+      objective=settings['objective'], code_version=code_version('pipelines.recommender.recall_evaluator', MODULE))
+
+  # The champion rule on recall (not a TFMA metric): the model is served only if it beats popularity.
+  gate = RecommenderChampionGate(
+      model=trainer.outputs['model'], report=recall.outputs['report'],
+      evaluator_blessing=evaluator.outputs['blessing'], primary_metric=settings['primary_metric'],
+      code_version=code_version('pipelines.recommender.champion_gate', 'pipelines.champion')).with_id('ChampionGate')
+
+  push = wiring.pusher(trainer.outputs['model'], gate.outputs['blessing'], serving_dir)
 
   bulk_inferrer = tfx.components.BulkInferrer(
       examples=builder.outputs['examples'], model=trainer.outputs['model'],
-      model_blessing=evaluator.outputs['blessing'],
+      model_blessing=gate.outputs['blessing'],
       data_spec=tfx.proto.DataSpec(example_splits=[module.USERS_SPLIT]),
       model_spec=tfx.proto.ModelSpec(model_signature_name=[module.TOP_K_EXAMPLES_SIGNATURE]))
 
   # The run report publishes the node `PredictionsExport`'s CSV (and only then calls report_extras).
   export = RecommendationsExport(
-      inference_result=bulk_inferrer.outputs['inference_result'],
+      inference_result=bulk_inferrer.outputs['inference_result'], examples=vocabulary_filter.outputs['filtered'],
+      user_examples=builder.outputs['examples'], transform_graph=transform.outputs['transform_graph'],
+      blessing=gate.outputs['blessing'], top_k=settings['top_k'],
+      exclude_training_tracks=settings['exclude_training_tracks'],
       code_version=code_version('pipelines.recommender.recommendations')).with_id('PredictionsExport')
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name, pipeline_root=pipeline_root,
-      components=[example_gen, builder, *validation, transform, vocabulary_filter, trainer, latest_blessed,
-                  evaluator, push, recall, bulk_inferrer, export],
+      components=[example_gen, builder, *validation, transform, vocabulary_filter, *([tuner] if tuner else []),
+                  trainer, latest_blessed,
+                  evaluator, recall, gate, push, bulk_inferrer, export],
       enable_cache=True, metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)

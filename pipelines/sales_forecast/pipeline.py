@@ -84,7 +84,8 @@ def _CsvLinesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
                        split_pattern: str) -> beam.PCollection:
   return (pipeline
           | 'ReadCsv' >> csv_lines.ReadCsvRows(  # pylint: disable=no-value-for-parameter
-              os.path.join(exec_properties['input_base'], split_pattern), line_to_row, required=sf.COLUMNS)
+              os.path.join(exec_properties['input_base'], split_pattern), line_to_row, required=sf.COLUMNS,
+              encoding=csv_lines.decode_reader_config(exec_properties)['encoding'])
           | 'ToExamples' >> beam_io.RowsToSerializedExamples())  # pylint: disable=no-value-for-parameter
 
 
@@ -111,10 +112,10 @@ def bigquery_query(table: bigquery.BigQueryTable, column_map: Mapping[str, str])
           f'FROM {table.sql_name}\nGROUP BY 1, 2')
 
 
-def sales_example_gen(data_uri: str, column_map: str):
+def sales_example_gen(data_uri: str, column_map: str, encoding: str = csv_lines.DEFAULT_ENCODING):
   """BigQueryExampleGen with bigquery_query for bq://..., else CsvLinesExampleGen over the file; split `raw`."""
   return raw_example_gen(data_uri, sf.COLUMNS, column_map, query_builder=bigquery_query,
-                         file_executor=CsvLinesExecutor)
+                         file_executor=CsvLinesExecutor, encoding=encoding)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -321,7 +322,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
   """The sales forecast pipeline over a CSV file (local or gs://) with REQUIRED_COLUMNS, or a BigQuery table
   `bq://project.dataset.table` with those columns (names mapped by the `bq_column_map` setting)."""
   version = code_version(MODULE, 'pipelines.sales_forecast.pipeline', 'pipelines.metrics')
-  example_gen = sales_example_gen(data_uri, settings['bq_column_map'])
+  example_gen = sales_example_gen(data_uri, settings['bq_column_map'], settings['encoding'])
   builder = ExamplesBuilder(
       raw_examples=example_gen.outputs['examples'], build_fn=f'{MODULE}.build_examples',
       params={'eval_months': settings['eval_months']}, code_version=version,
