@@ -54,7 +54,7 @@ SETTINGS: Dict[str, Any] = {
                                       # included); 0: train on every train month (measured better)
     'max_mae_increase': 0.05,         # blessing: MAE at most 5% above the latest blessed model's
     'tuning': 'on',                   # Tuner before the Trainer (modules.sales_forecast.tuner_fn)
-    'tuning_trials': 4,
+    'tuning_trials': 3,               # keeps a tuned run under 1.5x an untuned one (measured 4: ~1.55x)
 }
 SETTING_CHOICES: Dict[str, tuple] = {'loss': ('log', 'scaled'), 'tuning': ('on', 'off')}
 TRAINER_SETTINGS = ('seed', 'gru_units', 'hidden_units', 'dropout', 'l2', 'loss', 'learning_rate', 'batch_size',
