@@ -13,15 +13,17 @@ import math
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import apache_beam as beam
+import keras_tuner
 import numpy as np
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
+from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from pipelines import metrics
+from pipelines import metrics, tuning
 from pipelines.components.examples_builder import BuiltExamples
 from pipelines.parsing import parse_finite_float
 
@@ -341,39 +343,80 @@ def _serving_signatures(model: keras.Model, lr_model: keras.Model, tf_transform_
   return {'serving_default': serve, ATTENTION_SIGNATURE: attention, COUNTERFACTUAL_SIGNATURE: counterfactual}
 
 
-def run_fn(fn_args) -> None:
-  """Trains the conversion model (converting journeys oversampled to `positive_ratio` of the training input only)
-  and the logistic regression on campaign counts (plain training data), and saves both in one Keras-2
-  SavedModel with the signatures serving_default and attention."""
-  config = fn_args.custom_config
+SEARCH_SPACE = {'embedding_dim': [8, 16, 32], 'rnn_units': [16, 32, 64], 'learning_rate': [0.002, 0.005, 0.01]}
+TUNED_SETTINGS = tuple(SEARCH_SPACE)
+
+
+def fit_conversion_model(features: Dict[str, np.ndarray], labels: np.ndarray, eval_features: Dict[str, np.ndarray],
+                         eval_labels: np.ndarray, vocabulary_size: int, config: Dict[str, Any], epochs: int
+                         ) -> Tuple[keras.Model, float]:
+  """The conversion model trained on `features` (converting journeys oversampled to `positive_ratio`) with the
+  hyperparameters in `config`, and the oversampling factor (its logit offset)."""
   seed = int(config['seed'])
   keras.utils.set_random_seed(seed)
-  tf.config.experimental.enable_op_determinism()
-  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-  vocabulary_size = tf_transform_output.vocabulary_size_by_name(VOCABULARY)
-  max_length = int(config['journey_max_length'])
-  features, labels = transformed_split(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
-  eval_features, eval_labels = transformed_split(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
   inputs = [CAMPAIGN_INDEX, LOG_HOURS, LOG_SPAN]
   rows, factor = oversampled(labels, float(config['positive_ratio']), seed)
   logging.info('Training on %d journeys (%d converting, repeated x%.2f to %d of %d rows), %d campaigns',
                len(labels), int(labels.sum()), factor, int(labels[rows].sum()), len(rows), vocabulary_size)
-  batch_size = int(config['batch_size'])
   train = (tf.data.Dataset.from_tensor_slices(({k: features[k][rows] for k in inputs}, labels[rows]))
-           .shuffle(len(rows), seed=seed, reshuffle_each_iteration=True).batch(batch_size))
+           .shuffle(len(rows), seed=seed, reshuffle_each_iteration=True).batch(int(config['batch_size'])))
   validation = tf.data.Dataset.from_tensor_slices(({k: eval_features[k] for k in inputs}, eval_labels)).batch(4096)
-
-  model = build_model(vocabulary_size, max_length, int(config['embedding_dim']), int(config['rnn_units']),
-                      int(config['attention_units']))
+  model = build_model(vocabulary_size, int(config['journey_max_length']), int(config['embedding_dim']),
+                      int(config['rnn_units']), int(config['attention_units']))
   trainable = keras.Model(model.inputs, model.get_layer('logit').output)
   trainable.compile(optimizer=keras.optimizers.Adam(float(config['learning_rate'])),
                     loss=keras.losses.BinaryCrossentropy(from_logits=True))
-  trainable.fit(train, epochs=int(config['epochs']), validation_data=validation, verbose=2)
+  trainable.fit(train, epochs=epochs, validation_data=validation, verbose=2)
+  return model, factor
 
-  lr_model = build_logistic_regression(vocabulary_size, max_length)
+
+def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
+  """Seeded search over SEARCH_SPACE (pipelines.tuning): each trial trains the conversion model for half the
+  epochs and is scored by its AUC on the eval journeys (the champion is decided on `test`)."""
+  config = dict(fn_args.custom_config)
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+  vocabulary_size = tf_transform_output.vocabulary_size_by_name(VOCABULARY)
+  features, labels = transformed_split(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
+  eval_features, eval_labels = transformed_split(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
+  epochs = max(1, int(config['epochs']) // 2)
+
+  def build_and_score(hp: keras_tuner.HyperParameters) -> float:
+    model, _ = fit_conversion_model(features, labels, eval_features, eval_labels, vocabulary_size,
+                                    {**config, **hp.values}, epochs)
+    scores = model.predict({k: eval_features[k] for k in (CAMPAIGN_INDEX, LOG_HOURS, LOG_SPAN)}, batch_size=4096,
+                           verbose=0)['logit']
+    auc = keras.metrics.AUC(num_thresholds=1000)
+    auc.update_state(eval_labels, tf.sigmoid(scores.reshape(-1)))
+    value = float(auc.result().numpy())
+    return value if math.isfinite(value) else 0.0
+
+  space = keras_tuner.HyperParameters()
+  for name, values in SEARCH_SPACE.items():
+    space.Choice(name, values)
+  return tfx.components.TunerFnResult(
+      tuner=tuning.make_tuner(build_and_score, space, 'eval_auc', 'max', int(config['tuning_trials']),
+                              int(config['seed']), fn_args.working_dir, settings=config),
+      fit_kwargs={})
+
+
+def run_fn(fn_args) -> None:
+  """Trains the conversion model (converting journeys oversampled to `positive_ratio` of the training input only;
+  the Tuner's best values over the settings when it ran) and the logistic regression on campaign counts (plain
+  training data), and saves both in one Keras-2 SavedModel with the signatures serving_default and attention."""
+  config = tuning.tuned_values(fn_args, fn_args.custom_config)
+  seed = int(config['seed'])
+  tf.config.experimental.enable_op_determinism()
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  vocabulary_size = tf_transform_output.vocabulary_size_by_name(VOCABULARY)
+  features, labels = transformed_split(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
+  eval_features, eval_labels = transformed_split(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
+  model, factor = fit_conversion_model(features, labels, eval_features, eval_labels, vocabulary_size, config,
+                                       int(config['epochs']))
+
+  lr_model = build_logistic_regression(vocabulary_size, int(config['journey_max_length']))
   lr_model.compile(optimizer=keras.optimizers.Adam(0.05), loss=keras.losses.BinaryCrossentropy(from_logits=True))
   lr_train = (tf.data.Dataset.from_tensor_slices((features[CAMPAIGN_INDEX], labels))
-              .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).batch(batch_size))
+              .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).batch(int(config['batch_size'])))
   lr_model.fit(lr_train, epochs=int(config['lr_epochs']), verbose=2)
   model.save(fn_args.serving_model_dir, save_format='tf',
              signatures=_serving_signatures(model, lr_model, tf_transform_output, -math.log(factor)))

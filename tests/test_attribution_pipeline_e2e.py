@@ -1,9 +1,12 @@
 """End to end: the attribution pipeline with LocalDagRunner on the bundled 2,500-user sample (plus bad rows),
 once with its ground truth and once more without (cached up to the Trainer)."""
 import csv
+import dataclasses
 import glob
 import json
 import os
+import pathlib
+from typing import Any, Dict
 
 import numpy as np
 import pytest
@@ -20,11 +23,22 @@ BAD_ROWS = ['u999001,not-a-time,c01,0', ',1704067300,c02,0', 'u999002,1704067300
 METHODS = {'removal', 'shapley', 'attention', 'attention_full_credit', 'last_touch', 'first_touch', 'linear',
            'position_based', 'time_decay', 'markov', 'shapley_rates'}
 COMPONENTS = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'AnomaliesGate',
-              'Transform', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator', 'Pusher', 'BulkInferrer',
+              'Transform', 'Tuner', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator', 'ChampionGate', 'Pusher',
+              'BulkInferrer',
               'PredictionsExport', 'CampaignReport'}
 
 
-_RUNS = {}
+@dataclasses.dataclass(frozen=True)
+class AttributionRuns:
+  """The run directory, the summary of the run with the sample's ground truth, that of a second run without it,
+  and the first run's campaign_report.csv."""
+  out: pathlib.Path
+  first: Dict[str, Any]
+  second: Dict[str, Any]
+  first_report: str
+
+
+_RUNS: Dict[str, AttributionRuns] = {}
 
 
 def shared_run(tmp_path_factory):
@@ -41,14 +55,13 @@ def shared_run(tmp_path_factory):
     first = json.loads((out / 'summary.json').read_text())
     first_report = (out / 'campaign_report.csv').read_text()
     assert main(args + ['--set', 'ground_truth=']) == 0
-    _RUNS['runs'] = out, first, json.loads((out / 'summary.json').read_text()), first_report
+    _RUNS['runs'] = AttributionRuns(out, first, json.loads((out / 'summary.json').read_text()), first_report)
   return _RUNS['runs']
 
 
 @pytest.fixture(scope='session')
 def attribution_run(tmp_path_factory):
-  """(output dir, summary with the sample's ground truth, summary of a second run without ground truth,
-  campaign_report.csv of the first run)."""
+  """The two runs (AttributionRuns)."""
   return shared_run(tmp_path_factory)
 
 
@@ -58,14 +71,14 @@ def _sample_rows():
 
 
 def test_every_component_ran(attribution_run):
-  _, first, _, _ = attribution_run
+  first = attribution_run.first
   assert first['status'] == 'succeeded', first['error']
   assert set(first['components']) == COMPONENTS
   assert all(c['state'] in ('complete', 'cached') for c in first['components'].values())
 
 
 def test_rows_are_counted_and_bad_rows_kept(attribution_run):
-  out, first, _, _ = attribution_run
+  out, first = attribution_run.out, attribution_run.first
   rows = _sample_rows()
   data = first['data']
   assert data['rows_read'] == len(rows) + len(BAD_ROWS)
@@ -95,7 +108,7 @@ def _touches_in_journeys(out):
 
 
 def test_model_metrics_next_to_the_logistic_regression(attribution_run):
-  _, first, _, _ = attribution_run
+  first = attribution_run.first
   model, lr = first['metrics']['model'], first['metrics']['logistic_regression']
   for metrics in (model, lr):
     assert {'auc', 'auc_precision_recall', 'binary_crossentropy', 'calibration'} <= set(metrics)
@@ -104,11 +117,31 @@ def test_model_metrics_next_to_the_logistic_regression(attribution_run):
   assert model['auc'] > 0.65
   # Oversampling is undone in serving: predictions stay near the real conversion rate.
   assert 0.6 < model['calibration'] < 1.6
+  # The champion gate: the model beats logistic regression on test AUC, so it is blessed and pushed.
+  assert first['champion']['winner'] == 'model' and first['champion']['metric'] == 'auc'
+  assert first['champion']['values'] == pytest.approx({'model': model['auc'], 'logistic_regression': lr['auc']})
   assert first['blessed'] is True and first['pushed_model']
+  assert first['tuning']['trials'] and set(first['tuning']['best']) == {'embedding_dim', 'rnn_units', 'learning_rate'}
+
+
+def test_a_handicapped_model_loses_and_markov_is_the_headline(tmp_path):
+  """One epoch at a learning rate of 1e-6: the model ranks journeys no better than chance, logistic regression
+  wins the gate, nothing is pushed or scored, and the campaign report's headline is the Markov removal effect."""
+  assert main(['run', 'attribution', '--data', SAMPLE, '--output', str(tmp_path), '--set', 'epochs=1',
+               '--set', 'learning_rate=0.000001', '--set', 'tuning=off', '--set', f'ground_truth={TRUTH}']) == 0
+  out = tmp_path / 'attribution'
+  summary = json.loads((out / 'summary.json').read_text())
+  assert summary['champion']['winner'] == 'logistic_regression' and not summary['champion']['model_won']
+  assert summary['blessed'] is False and summary['pushed_model'] is None
+  assert summary['components']['BulkInferrer']['state'] in ('complete', 'cached')
+  with open(out / 'campaign_report.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert {row['attributed_by'] for row in rows} == {campaign_report.headline_method(False)} == {'markov'}
+  assert 'Champion: the baseline `logistic_regression`' in '\n'.join((out / 'report.md').read_text().splitlines()[:6])
 
 
 def test_campaign_report_and_attribution_against_ground_truth(attribution_run):
-  out, first, _, first_report = attribution_run
+  out, first, first_report = attribution_run.out, attribution_run.first, attribution_run.first_report
   campaigns = sorted({r['campaign'] for r in _sample_rows()})
   rows = list(csv.DictReader(first_report.splitlines()))
   attribution = first['metrics']['attribution']
@@ -150,7 +183,7 @@ def test_campaign_report_and_attribution_against_ground_truth(attribution_run):
 
 
 def test_without_ground_truth_the_comparison_is_absent(attribution_run):
-  out, _, second, first_report = attribution_run
+  out, second, first_report = attribution_run.out, attribution_run.second, attribution_run.first_report
   assert second['status'] == 'succeeded'
   assert second['components']['Trainer']['cached'] and not second['components']['CampaignReport']['cached']
   for method, entry in second['metrics']['attribution'].items():
@@ -163,7 +196,7 @@ def test_without_ground_truth_the_comparison_is_absent(attribution_run):
 
 
 def test_attention_signature_of_the_pushed_model(attribution_run):
-  _, first, _, _ = attribution_run
+  first = attribution_run.first
   model = tf.saved_model.load(first['pushed_model'])
   assert set(model.signatures) == {'serving_default', 'attention', 'counterfactual'}
   files = glob.glob(os.path.join(os.path.dirname(first['outputs']['evaluation']), '..', '..', 'ExamplesBuilder',

@@ -18,6 +18,7 @@ from tfx import v1 as tfx
 from modules import attribution as module
 from pipelines.attribution.campaign_report import (ATTRIBUTION_JSON, POSITION_CSV, POSITION_PLOT, REPORT_CSV,
                                                   REPORT_PLOT, CampaignReport)
+from pipelines.components.champion_gate import champion_gate
 from pipelines.components.examples_builder import ExamplesBuilder
 from pipelines.components.predictions_export import PredictionsExport
 from pipelines.example_gens import raw_example_gen
@@ -44,13 +45,16 @@ SETTINGS: Dict[str, Any] = {
     'epochs': 8,
     'lr_epochs': 20,                  # logistic regression on campaign counts (the baseline)
     'min_auc': 0.6,                   # blessing: test AUC at least this
+    'primary_metric': 'auc',          # champion: the model must beat logistic regression on this (test split)
+    'tuning': 'on',                   # 'on': TFX Tuner (modules.attribution.SEARCH_SPACE) before the Trainer
+    'tuning_trials': 3,               # the first trial is the settings themselves
     'max_auc_decrease': 0.01,         # ... and at most this below the latest blessed model's
     'time_decay_half_life_hours': 168.0,
     'shapley_max_exact': 6,           # exact Shapley for journeys with at most this many campaigns, else sampled
     'shapley_permutations': 16,       # ... orders sampled (seeded by the journey id)
     'ground_truth': 'auto',           # CSV campaign,true_incremental_conversions; auto: the bundled data's; '' none
 }
-SETTING_CHOICES: Dict[str, tuple] = {}
+SETTING_CHOICES: Dict[str, tuple] = {'primary_metric': ('auc', 'auc_precision_recall'), 'tuning': ('on', 'off')}
 REPORTED_MODELS = {'model': ('candidate', module.PREDICTION, ''),
                    'logistic_regression': ('candidate', module.LR_PREDICTION, '')}
 REPORTED_METRICS = (('example_count', 'journeys'), ('auc', 'AUC'), ('auc_precision_recall', 'PR-AUC'),
@@ -118,10 +122,13 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
 
   transform = wiring.transform(MODULE, builder.outputs['examples'], validation, version)
 
-  trainer = wiring.trainer(MODULE, transform, validation.schema,
-                           {k: settings[k] for k in (
-                               'journey_max_length', 'seed', 'positive_ratio', 'embedding_dim', 'rnn_units',
-                               'attention_units', 'learning_rate', 'batch_size', 'epochs', 'lr_epochs')}, version)
+  hyperparameters = {k: settings[k] for k in (
+      'journey_max_length', 'seed', 'positive_ratio', 'embedding_dim', 'rnn_units', 'attention_units',
+      'learning_rate', 'batch_size', 'epochs', 'lr_epochs')}
+  tuner = (wiring.tuner(MODULE, transform, validation.schema,
+                        {**hyperparameters, 'tuning_trials': settings['tuning_trials']}, version)
+           if settings['tuning'] == 'on' else None)
+  trainer = wiring.trainer(MODULE, transform, validation.schema, hyperparameters, version, tuned=tuner)
 
   latest_blessed = wiring.latest_blessed_model()
 
@@ -131,11 +138,16 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
       eval_config=module.eval_config(settings['min_auc'], settings['max_auc_decrease']),
       example_splits=['test'])
 
-  push = wiring.pusher(trainer.outputs['model'], evaluator.outputs['blessing'], serving_dir)
+  # The model is blessed only if it also beats logistic regression on campaign counts on `primary_metric`;
+  # otherwise nothing is scored and the campaign report's headline is the Markov removal effect.
+  gate = champion_gate(trainer.outputs['model'], evaluator, settings['primary_metric'], True, 'model',
+                       REPORTED_MODELS)
+
+  push = wiring.pusher(trainer.outputs['model'], gate.outputs['blessing'], serving_dir)
 
   bulk_inferrer = tfx.components.BulkInferrer(
       examples=builder.outputs['examples'], model=trainer.outputs['model'],
-      model_blessing=evaluator.outputs['blessing'],
+      model_blessing=gate.outputs['blessing'],
       data_spec=tfx.proto.DataSpec(example_splits=[module.CONVERTING_SPLIT]),
       model_spec=tfx.proto.ModelSpec(model_signature_name=[module.ATTENTION_SIGNATURE]))
 
@@ -156,7 +168,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name, pipeline_root=pipeline_root,
-      components=[example_gen, builder, *validation, transform, trainer, latest_blessed, evaluator, push,
+      components=[example_gen, builder, *validation, transform, *([tuner] if tuner else []), trainer, latest_blessed,
+                  evaluator, gate, push,
                   bulk_inferrer, export, campaign_report],
       enable_cache=True, metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)
