@@ -1,6 +1,6 @@
 """Throughput of modules.attribution.build_examples (impressions -> padded journeys) in impressions per second.
 
-Impressions come from the bundled simulator (data/attribution/simulate.py) with as many users as it takes to
+Impressions come from the bundled simulator (pipelines/attribution/simulate.py) with as many users as it takes to
 reach each size; they are handed to build_examples as dict rows (as ExamplesBuilder does after reading them) on
 the Beam DirectRunner, and every output (journeys per split, rejected rows) is counted, so all of it runs.
 
@@ -9,19 +9,15 @@ Run: TF_USE_LEGACY_KERAS=1 .venv/bin/python benchmarks/attribution_build_example
 """
 import argparse
 import os
-import sys
 import time
 from typing import Dict, List
 
 import apache_beam as beam
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, 'data', 'attribution'))
 from modules import attribution  # pylint: disable=g-import-not-at-top,wrong-import-position
 from pipelines import runners  # pylint: disable=g-import-not-at-top,wrong-import-position
-import simulate  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pipelines.attribution import simulate  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 DAYS = 28
 

@@ -1,4 +1,4 @@
-"""Every attribution method against ground truth on two simulators: the bundled data (data/attribution/simulate.py)
+"""Every attribution method against ground truth on two simulators: the bundled data (pipelines/attribution/simulate.py)
 and simulator B (pipelines/attribution/simulator_b.py, a funnel with retargeting worth nothing), each through the
 whole pipeline. Prints Spearman and total absolute error per method side by side, the model's test AUC beside the
 logistic regression's, and the counterfactual pass's seconds.

@@ -10,7 +10,7 @@ machine the CPU seconds compare the work done, the wall seconds also the waiting
 
 The model is --model (a Trainer model folder holding Format-Serving/), or the latest CLV model pushed under
 --output (run `python -m pipelines run clv` first). Inputs are the generated CLV customers
-(data/batch_inference/generate.py), written once per size under --work.
+(pipelines/batch_inference/generate.py), written once per size under --work.
 """
 import argparse
 import csv
@@ -21,13 +21,9 @@ import sys
 import time
 from typing import Dict, List
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, 'data', 'batch_inference'))
-sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
-import generate  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pipelines.batch_inference import generate  # pylint: disable=g-import-not-at-top,wrong-import-position
 import plain_batch_scoring  # pylint: disable=g-import-not-at-top,wrong-import-position
 from pipelines.batch_inference import pipeline as pipeline_bi  # pylint: disable=g-import-not-at-top,wrong-import-position
 from pipelines.__main__ import main  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -7,12 +7,9 @@ row checks, no rejected rows, no counts: the least a person would write by hand.
 """
 import argparse
 import os
-import sys
 import time
 from typing import Dict
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -29,7 +29,6 @@ import csv
 import glob
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
@@ -38,7 +37,6 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-posi
 import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 from modules import recommender as module  # pylint: disable=g-import-not-at-top,wrong-import-position
 from pipelines.recommender import pipeline as recommender_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from pipelines.recommender.recall_evaluator import catalog_evaluation, evaluate  # pylint: disable=g-import-not-at-top,wrong-import-position

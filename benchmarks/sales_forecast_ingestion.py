@@ -12,14 +12,12 @@ import argparse
 import datetime
 import importlib.util
 import os
-import sys
 import tempfile
 import time
 
 import apache_beam as beam
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 from modules import sales_forecast as sf  # pylint: disable=g-import-not-at-top,wrong-import-position
 from pipelines.sales_forecast.pipeline import line_to_row  # pylint: disable=g-import-not-at-top,wrong-import-position
 

@@ -13,14 +13,12 @@ import argparse
 import collections
 import csv
 import os
-import sys
 import time
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from modules import sales_forecast as sf
 from pipelines.sales_forecast import methods

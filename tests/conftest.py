@@ -1,7 +1,8 @@
-"""Test set-up: Keras 2 for every process, the repository root on sys.path, and the pipeline runs that several
+"""Test set-up: Keras 2 for every process, test markers, and the pipeline runs that several
 test modules share (session fixtures here run once; a fixture imported into a second module would run again)."""
 import contextlib
 import csv
+import dataclasses
 import json
 import os
 import pathlib
@@ -17,9 +18,7 @@ import pytest
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, 'data', 'batch_inference'))
-import generate  # pylint: disable=g-import-not-at-top,wrong-import-position  (data/batch_inference/generate.py)
+from pipelines.batch_inference import generate  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SAMPLE = os.path.join(REPO, 'data', 'clv', 'transactions_sample.csv')
 SALES_SAMPLE = os.path.join(REPO, 'data', 'sales_forecast', 'sales_sample.csv')
@@ -32,6 +31,32 @@ SCORING_BAD_LINES = ['0000005,1,2,3', ',1,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0' + 
                      '0000007,0,0,30,10.0,10.0,0.0,1.0,0.0,0,1,3,0' + _PAD]  # a second 0000007: duplicate key
 
 
+@dataclasses.dataclass(frozen=True)
+class PipelineRun:
+  """A use case's run directory (runs/<use case>) and its summary.json."""
+  out: pathlib.Path
+  summary: Dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClvRuns:
+  """The CLV pipeline run twice into one output: the run directory, both summaries, the ML Metadata execution
+  count after the first run and every execution after the second."""
+  out: pathlib.Path
+  first: Dict[str, Any]
+  second: Dict[str, Any]
+  executions_after_first: int
+  executions: List[Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchInferenceRun:
+  """A copy of a batch_inference run directory, its summary and the input rows it scored."""
+  out: pathlib.Path
+  summary: Dict[str, Any]
+  inputs: List[Dict[str, str]]
+
+
 def _executions(metadata_path):
   from ml_metadata import metadata_store  # pylint: disable=g-import-not-at-top
   from ml_metadata.proto import metadata_store_pb2  # pylint: disable=g-import-not-at-top
@@ -42,11 +67,7 @@ def _executions(metadata_path):
 
 @pytest.fixture(scope='session')
 def clv_run(tmp_path_factory):
-  """The CLV pipeline run twice with LocalDagRunner on the CDNOW 1/10 sample plus BAD_ROWS.
-
-  Returns (output dir runs/clv, first summary, second summary, MLMD execution count after the first run,
-  all MLMD executions after the second).
-  """
+  """The CLV pipeline run twice with LocalDagRunner on the CDNOW 1/10 sample plus BAD_ROWS (ClvRuns)."""
   from pipelines.__main__ import main  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('clv_e2e')
   data = root / 'data' / 'transactions.csv'
@@ -62,29 +83,29 @@ def clv_run(tmp_path_factory):
   executions_after_first = len(_executions(str(out / 'metadata.sqlite')))
   assert main(args) == 0
   second = json.loads((out / 'summary.json').read_text())
-  return out, first, second, executions_after_first, _executions(str(out / 'metadata.sqlite'))
+  return ClvRuns(out, first, second, executions_after_first, _executions(str(out / 'metadata.sqlite')))
 
 
 @pytest.fixture(scope='session')
 def sales_run(tmp_path_factory):
-  """(output dir runs/sales_forecast, summary) of one sales_forecast run on the sample with 3 epochs."""
+  """One sales_forecast run on the sample with 3 epochs (PipelineRun)."""
   from pipelines.__main__ import main  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('sales_e2e')
   args = ['run', 'sales_forecast', '--data', SALES_SAMPLE, '--output', str(root / 'runs'), '--set', 'epochs=3']
   assert main(args) == 0
   out = root / 'runs' / 'sales_forecast'
-  return out, json.loads((out / 'summary.json').read_text())
+  return PipelineRun(out, json.loads((out / 'summary.json').read_text()))
 
 
 @pytest.fixture(scope='session')
 def recommender_run(tmp_path_factory):
-  """(output dir runs/recommender, summary) of one recommender run on the sample (with its bad rows), 3 epochs."""
+  """One recommender run on the sample (with its bad rows), 3 epochs (PipelineRun)."""
   from pipelines.__main__ import main  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('recommender_e2e')
   args = ['run', 'recommender', '--data', RECOMMENDER_SAMPLE, '--output', str(root / 'runs'), '--set', 'epochs=3']
   assert main(args) == 0
   out = root / 'runs' / 'recommender'
-  return out, json.loads((out / 'summary.json').read_text())
+  return PipelineRun(out, json.loads((out / 'summary.json').read_text()))
 
 
 def _copy_run_dir(run_dir: pathlib.Path, source_use_case: str, destination: pathlib.Path) -> pathlib.Path:
@@ -109,7 +130,7 @@ def _copy_run_dir(run_dir: pathlib.Path, source_use_case: str, destination: path
 @pytest.fixture(scope='session')
 def batch_inference_run(clv_run, tmp_path_factory):
   """batch_inference --from clv (the model `clv_run` pushed) over SCORING_ROWS generated customers plus
-  SCORING_BAD_LINES: (run directory, summary, input rows).
+  SCORING_BAD_LINES (BatchInferenceRun).
 
   The run writes into the CLV run's output folder, where `--from clv` finds the model; tests run batch_inference
   there again afterwards (test_batch_inference_pipeline_e2e.py), which replaces the run directory's files and
@@ -117,7 +138,7 @@ def batch_inference_run(clv_run, tmp_path_factory):
   (see _copy_run_dir): the notebook test reads this run as the latest one whatever ran since.
   """
   from pipelines.__main__ import main  # pylint: disable=g-import-not-at-top
-  runs = clv_run[0].parent
+  runs = clv_run.out.parent
   data = runs.parent / 'scoring' / 'customers.csv'
   generate.write_csv(str(data), SCORING_ROWS, seed=7)
   with open(data, 'a') as f:
@@ -128,7 +149,7 @@ def batch_inference_run(clv_run, tmp_path_factory):
                       tmp_path_factory.mktemp('batch_inference_run'))
   with open(data) as f:
     inputs = list(csv.DictReader(f))
-  return out, json.loads((out / 'summary.json').read_text()), inputs
+  return BatchInferenceRun(out, json.loads((out / 'summary.json').read_text()), inputs)
 
 
 PIPELINE_RUN_FIXTURES = {'clv_run', 'sales_run', 'recommender_run', 'batch_inference_run'}

@@ -7,10 +7,7 @@ import pytest
 
 from conftest import REPO
 from pipelines.attribution import baselines
-from pipelines.attribution import campaign_report
-
-sys.path.insert(0, os.path.join(REPO, 'data', 'attribution'))
-import simulate  # pylint: disable=g-import-not-at-top,wrong-import-position
+from pipelines.attribution import campaign_report, simulate
 
 J = baselines.Journey
 # Two conversions and one journey that did not convert (ignored by the rule-based methods).

@@ -19,7 +19,7 @@ def _read_predictions(output):
 
 
 def test_keys_come_back_unchanged_and_complete(batch_inference_run):
-  out, summary, inputs = batch_inference_run
+  out, summary, inputs = batch_inference_run.out, batch_inference_run.summary, batch_inference_run.inputs
   predictions = _read_predictions(str(out))
   keys = [row['customer_id'] for row in predictions]
   expected = {generate.customer_id(i) for i in range(ROWS)} - {'0000007'}  # duplicated by a bad line
@@ -30,7 +30,7 @@ def test_keys_come_back_unchanged_and_complete(batch_inference_run):
 
 
 def test_rejected_rows_have_their_reason_and_in_equals_out_plus_rejected(batch_inference_run):
-  out, summary, _ = batch_inference_run
+  out, summary = batch_inference_run.out, batch_inference_run.summary
   data = summary['data']
   assert data['rejected'] == {'wrong_field_count': 1, 'missing_key': 1, 'unparsable_value': 1, 'duplicate_key': 2}
   assert data['rows_in'] == ROWS + len(BAD_LINES) == data['rows_out'] + sum(data['rejected'].values())
@@ -46,7 +46,7 @@ def test_rejected_rows_have_their_reason_and_in_equals_out_plus_rejected(batch_i
 def test_bulk_inferrer_scorer_gives_the_same_rows(batch_inference_run, tmp_path):
   """--set scorer=bulk_inferrer (TFX BulkInferrer + PredictionsExport) over the same input and model: the same
   keys and predictions as the default BatchScorer, and the same balance."""
-  out, summary, _ = batch_inference_run
+  out, summary = batch_inference_run.out, batch_inference_run.summary
   batch = {row['customer_id']: float(row['predicted_value']) for row in _read_predictions(str(out))}
   assert main(['run', 'batch_inference', '--model', summary['settings']['model'], '--data', summary['data']['path'],
                '--output', str(tmp_path), '--set', 'key_column=customer_id', '--set', 'scorer=bulk_inferrer']) == 0
@@ -59,18 +59,18 @@ def test_bulk_inferrer_scorer_gives_the_same_rows(batch_inference_run, tmp_path)
 
 
 def test_from_finds_the_latest_pushed_model(clv_run, batch_inference_run):
-  clv_out, _, second, _, _ = clv_run
+  clv_out, second = clv_run.out, clv_run.second
   found = pipeline_bi.latest_pushed_model(str(clv_out / 'metadata.sqlite'))
   assert found['pushed_to'] == second['pushed_model']
   assert os.path.exists(os.path.join(found['model'], 'Format-Serving', 'saved_model.pb'))
   assert (found['key_column'], found['build_fn']) == ('customer_id', 'modules.clv.build_examples')
-  assert batch_inference_run[1]['settings']['model'] == found['model']
+  assert batch_inference_run.summary['settings']['model'] == found['model']
 
 
 def test_raw_transactions_give_the_same_predictions_as_the_use_cases_own_score_split(clv_run, batch_inference_run):
   """CLV's raw transactions through --from clv: its build_examples (the params of the run that trained the
   model) makes the score split, so every customer's prediction equals CLV's own predictions.csv."""
-  clv_out, first, _, _, _ = clv_run
+  clv_out, first = clv_run.out, clv_run.first
   runs = clv_out.parent
   assert main(['run', 'batch_inference', '--from', 'clv', '--data', first['data']['path'], '--output', str(runs),
                '--set', 'output_format=jsonl']) == 0

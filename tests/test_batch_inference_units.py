@@ -24,7 +24,8 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.channel import Channel
 
-import generate  # data/batch_inference/generate.py (on sys.path through conftest)
+from conftest import REPO
+from pipelines.batch_inference import generate
 from modules import batch_inference as bi
 from modules import clv
 from pipelines.batch_inference import pipeline as pipeline_bi
@@ -412,7 +413,7 @@ def test_generated_customers_are_as_old_as_those_the_clv_model_learns_from():
   """The default input's customers are in the age range of CLV's training customers (their calibration window on
   the CDNOW sample), not a prediction horizon later, where the DNN only extrapolates."""
   purchases = collections.defaultdict(list)
-  with open(os.path.join(pipeline_bi.REPO_ROOT, 'data', 'clv', 'transactions_sample.csv')) as f:
+  with open(os.path.join(REPO, 'data', 'clv', 'transactions_sample.csv')) as f:
     for row in csv.DictReader(f):
       (customer, purchase), _ = clv.parse_transaction(row)
       purchases[customer].append(purchase)

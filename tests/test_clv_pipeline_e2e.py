@@ -24,7 +24,7 @@ def run(clv_run):
 
 
 def test_every_component_executed(run):
-  _, first, _, _, _ = run
+  first = run.first
   assert first['status'] == 'succeeded'
   assert set(first['components']) == COMPONENTS
   assert all(c['state'] in ('complete', 'cached') for c in first['components'].values())
@@ -32,7 +32,7 @@ def test_every_component_executed(run):
 
 
 def test_predictions_one_row_per_scored_customer(run):
-  out, first, _, _, _ = run
+  out, first = run.out, run.first
   with open(out / 'predictions.csv') as f:
     rows = list(csv.DictReader(f))
   with open(SAMPLE) as f:
@@ -45,7 +45,7 @@ def test_predictions_one_row_per_scored_customer(run):
 
 
 def test_bad_rows_are_counted_and_kept(run):
-  out, first, _, _, _ = run
+  out, first = run.out, run.first
   assert first['data']['rows_read'] == 6919 + len(BAD_ROWS)
   skipped = first['data']['skipped']
   assert skipped['unparsable_date'] == 1
@@ -60,7 +60,7 @@ def test_bad_rows_are_counted_and_kept(run):
 
 
 def test_dnn_beats_the_training_mean_on_holdout(run):
-  _, first, _, _, _ = run
+  first = run.first
   dnn, baseline = first['metrics']['dnn'], first['metrics']['baseline']
   assert dnn['example_count'] == baseline['example_count'] == first['data']['examples']['eval']
   assert dnn['mean_absolute_error'] < baseline['mean_absolute_error']
@@ -69,7 +69,7 @@ def test_dnn_beats_the_training_mean_on_holdout(run):
 
 
 def test_btyd_side_by_side_on_the_same_customers(run):
-  out, first, _, _, _ = run
+  out, first = run.out, run.first
   btyd, dnn = first['metrics']['btyd'], first['metrics']['dnn']
   assert btyd['example_count'] == dnn['example_count']
   assert btyd['mean_label'] == pytest.approx(dnn['mean_label'], rel=1e-6)
@@ -85,7 +85,7 @@ def test_btyd_side_by_side_on_the_same_customers(run):
 def test_model_blessed_and_pushed(run):
   """The run's primary metric is normalized Gini (see conftest): the DNN ranks best, so it is the champion,
   pushed, and its predictions are the output."""
-  out, first, _, _, _ = run
+  out, first = run.out, run.first
   gini = {name: first['metrics'][name]['normalized_gini'] for name in ('dnn', 'btyd', 'baseline')}
   assert gini['dnn'] > max(gini['btyd'], gini['baseline'])
   assert first['blessed'] is True
@@ -96,7 +96,7 @@ def test_model_blessed_and_pushed(run):
 
 
 def test_summary_and_report_agree_with_tfma(run):
-  out, first, _, _, _ = run
+  out, first = run.out, run.first
   result = tfma.load_eval_result(first['outputs']['evaluation'])
   overall = dict(result.slicing_metrics)[()]
   assert overall['predicted_value']['']['mean_absolute_error']['doubleValue'] == pytest.approx(
@@ -113,7 +113,7 @@ UPSTREAM_OF_EVALUATOR = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'S
 def test_second_run_reuses_the_cache(run):
   """Same inputs: everything up to the Trainer is a cache hit. The Evaluator's inputs differ (the resolver now
   gives it the first run's blessed model as baseline), so it and what follows it run again."""
-  _, first, second, executions_after_first, executions = run
+  first, second, executions_after_first, executions = run.first, run.second, run.executions_after_first, run.executions
   assert second['status'] == 'succeeded'
   assert {n for n, c in second['components'].items() if c['cached']} == UPSTREAM_OF_EVALUATOR
   new = executions[executions_after_first:]
@@ -132,7 +132,7 @@ def test_second_run_reuses_the_cache(run):
 
 def test_a_model_failing_the_gate_is_not_pushed_nor_scored(run, tmp_path):
   """Against the blessed model, require a 50% lower MAE: the Evaluator must refuse, and the report say why."""
-  out, first, _, _, _ = run
+  out, first = run.out, run.first
   copy = tmp_path / 'runs' / 'clv'
   copy.mkdir(parents=True)
   shutil.copy(out / 'metadata.sqlite', copy / 'metadata.sqlite')  # cached artifacts stay where they are

@@ -16,7 +16,8 @@ from test_attribution_pipeline_e2e import shared_run
 @pytest.fixture(scope='module')
 def executed(tmp_path_factory):
   """(executed notebook, its NOTEBOOK_SUMMARY, the summary.json it read)."""
-  out, first, _, _ = shared_run(tmp_path_factory)
+  runs = shared_run(tmp_path_factory)
+  out, first = runs.out, runs.first
   run_dir = tmp_path_factory.mktemp('attribution_notebook_run')
   (run_dir / 'summary.json').write_text(json.dumps(first))  # the run with ground truth
   shutil.copy(out / 'attention_by_position.csv', run_dir / 'attention_by_position.csv')

@@ -28,7 +28,7 @@ def _shard_rows(run_dir) -> List[Dict[str, str]]:
 def executed(batch_inference_run, tmp_path_factory) -> Tuple[Any, Dict[str, Any], float]:
   """(executed notebook, its NOTEBOOK_SUMMARY dict, seconds the execution took)."""
   notebook, shown, seconds = execute_notebook('batch_inference.ipynb',
-                                              {'BATCH_INFERENCE_RUN_DIR': str(batch_inference_run[0])})
+                                              {'BATCH_INFERENCE_RUN_DIR': str(batch_inference_run.out)})
   nbformat.write(notebook, str(tmp_path_factory.mktemp('notebook') / 'batch_inference.executed.ipynb'))
   return notebook, shown, seconds
 
@@ -45,7 +45,7 @@ def test_every_cell_ran_without_error(executed, capsys):
 
 
 def test_rows_balance_agrees_with_the_summary(batch_inference_run, executed):
-  _, summary, _ = batch_inference_run
+  summary = batch_inference_run.summary
   notebook, shown, _ = executed
   data = summary['data']
   assert (shown['rows_in'], shown['rows_out'], shown['rejected'], shown['balanced']) == (
@@ -58,7 +58,7 @@ def test_rows_balance_agrees_with_the_summary(batch_inference_run, executed):
 
 
 def test_predictions_agree_with_the_shards_in_the_run_dir(batch_inference_run, executed):
-  out, summary, _ = batch_inference_run
+  out, summary = batch_inference_run.out, batch_inference_run.summary
   notebook, shown, _ = executed
   rows = _shard_rows(out)
   key = summary['settings']['key_column']
@@ -76,15 +76,15 @@ def test_predictions_agree_with_the_shards_in_the_run_dir(batch_inference_run, e
 
 
 def test_model_is_traced_to_the_clv_push(clv_run, batch_inference_run, executed):
-  _, summary, _ = batch_inference_run
+  summary = batch_inference_run.summary
   _, shown, _ = executed
-  pushed = latest_pushed_model(str(clv_run[0] / 'metadata.sqlite'))
+  pushed = latest_pushed_model(str(clv_run.out / 'metadata.sqlite'))
   assert (shown['model_uri'], shown['source_use_case']) == (summary['settings']['model'], 'clv')
   assert shown['pushed_to'] == pushed['pushed_to'] and shown['scorer'] == 'BatchScorer'
 
 
 def test_component_seconds_agree_with_the_summary(batch_inference_run, executed):
-  _, summary, _ = batch_inference_run
+  summary = batch_inference_run.summary
   _, shown, _ = executed
   assert shown['seconds'] == {node: c['seconds'] for node, c in summary['components'].items()}
   rows_per_second = summary['data']['rows_out'] / summary['components']['BatchScorer']['seconds']

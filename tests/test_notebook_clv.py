@@ -23,7 +23,7 @@ FREQUENCY_BUCKETS = ['0', '1', '2-3', '4-7', '8+']
 @pytest.fixture(scope='module')
 def executed(clv_run, tmp_path_factory):
   """(executed notebook, its NOTEBOOK_SUMMARY dict, seconds the execution took, the run's MLMD nodes)."""
-  out = clv_run[0]
+  out = clv_run.out
   notebook, shown, seconds = execute_notebook('clv_tfma.ipynb', {'CLV_RUN_DIR': str(out)})
   nbformat.write(notebook, str(tmp_path_factory.mktemp('notebook') / 'clv_tfma.executed.ipynb'))
   nodes = latest_run(str(out / 'metadata.sqlite'), 'clv')
@@ -50,7 +50,7 @@ def test_every_cell_ran_without_error(executed, capsys):
 
 
 def test_overall_metrics_match_the_pipeline_summary(clv_run, executed):
-  _, first, second, _, _ = clv_run
+  first, second = clv_run.first, clv_run.second
   notebook, summary, _, _ = executed
   assert '<table' in cell_data(tagged_cell(notebook, 'overall-metrics'), 'text/html')[0]
   assert summary['evaluation_uri'] == second['outputs']['evaluation']
@@ -95,7 +95,7 @@ def test_slice_tables_cover_every_value_in_the_evalcell_data(executed):
 
 
 def test_lineage_walks_from_the_pushed_model_to_the_csv_examples(clv_run, executed):
-  _, first, second, _, _ = clv_run
+  first, second = clv_run.first, clv_run.second
   notebook, summary, _, nodes = executed
   html = cell_data(tagged_cell(notebook, 'lineage'), 'text/html')[0]
   lineage = summary['lineage']

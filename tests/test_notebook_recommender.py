@@ -10,7 +10,7 @@ NOTEBOOK = os.path.join(REPO, 'notebooks', 'recommender.ipynb')
 
 
 def test_notebook_runs_and_agrees_with_the_summary(recommender_run):  # pylint: disable=redefined-outer-name
-  out, summary = recommender_run
+  out, summary = recommender_run.out, recommender_run.summary
   assert not any(cell.outputs for cell in code_cells(nbformat.read(NOTEBOOK, as_version=4)))
   _, shown, _ = execute_notebook('recommender.ipynb', {'RECOMMENDER_RUN_DIR': str(out)})
   for model in ('two_tower', 'popularity', 'random'):

@@ -10,7 +10,7 @@ NOTEBOOK = os.path.join(REPO, 'notebooks', 'sales_forecast.ipynb')
 
 
 def test_notebook_runs_and_agrees_with_the_summary(sales_run):
-  out, summary = sales_run
+  out, summary = sales_run.out, sales_run.summary
   assert not any(cell.outputs for cell in code_cells(nbformat.read(NOTEBOOK, as_version=4)))
   _, shown, _ = execute_notebook('sales_forecast.ipynb', {'SALES_FORECAST_RUN_DIR': str(out)})
   for model in ('rnn', 'naive', 'seasonal_naive', 'moving_average'):

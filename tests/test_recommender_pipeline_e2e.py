@@ -31,7 +31,7 @@ def handicapped_fixture(recommender_run, tmp_path_factory):
   """(output dir, summary) of a second run on a copy of the shared run's ML Metadata (data components cached) with
   a model trained for one epoch at a learning rate of 1e-6 and no tuning: it must lose to popularity."""
   from pipelines.__main__ import main  # pylint: disable=g-import-not-at-top
-  out, _ = recommender_run
+  out = recommender_run.out
   root = tmp_path_factory.mktemp('recommender_handicapped') / 'runs'
   (root / 'recommender').mkdir(parents=True)
   with contextlib.closing(sqlite3.connect(out / 'metadata.sqlite')) as original, \
@@ -57,14 +57,14 @@ def _recommendations(out):
 
 
 def test_every_component_ran_and_the_model_was_pushed(run):
-  _, summary = run
+  summary = run.summary
   assert summary['status'] == 'succeeded', summary['error']
   assert set(summary['components']) == COMPONENTS
   assert summary['blessed'] is True and os.path.isfile(os.path.join(summary['pushed_model'], 'saved_model.pb'))
 
 
 def test_the_model_beat_popularity_and_its_recommendations_are_the_output(run):
-  out, summary = run
+  out, summary = run.out, run.summary
   champion = _champion(out, summary)
   assert champion['metric'] == 'recall_at_10' and champion['winner'] == 'two_tower'
   assert champion['values']['two_tower'] == pytest.approx(summary['metrics']['two_tower']['recall_at_10'])
@@ -99,7 +99,7 @@ def test_a_handicapped_model_loses_is_not_pushed_and_popularity_is_the_output(ha
 
 
 def test_bad_rows_counted_by_reason_and_kept(run):
-  out, summary = run
+  out, summary = run.out, run.summary
   with open(SAMPLE) as f:
     rows = sum(1 for _ in f) - 1
   assert summary['data']['rows_read'] == rows
@@ -110,7 +110,7 @@ def test_bad_rows_counted_by_reason_and_kept(run):
 
 
 def test_out_of_vocabulary_pairs_counted_per_split(run):
-  _, summary = run
+  summary = run.summary
   data = summary['data']
   for split in module.SPLITS:
     assert data['pairs_in_vocabulary'][split] + data['out_of_vocabulary'][split] == data['examples'][split]
@@ -118,7 +118,7 @@ def test_out_of_vocabulary_pairs_counted_per_split(run):
 
 
 def test_recall_of_the_model_and_the_baselines_on_the_same_samples(run):
-  _, summary = run
+  summary = run.summary
   metrics = summary['metrics']
   samples = summary['data']['recall_samples_per_positive']
   assert samples == min(1000, summary['data']['vocabulary_tracks'] - 1)
@@ -134,7 +134,7 @@ def test_recall_of_the_model_and_the_baselines_on_the_same_samples(run):
 
 
 def test_report_agrees_with_the_summary(run):
-  out, summary = run
+  out, summary = run.out, run.summary
   report = (out / 'report.md').read_text()
   for model in ('two_tower', 'popularity', 'random'):
     for key in ('recall_at_10', 'recall_at_100'):
@@ -145,7 +145,7 @@ def test_report_agrees_with_the_summary(run):
 
 
 def test_recommendations_have_k_rows_per_vocabulary_user(run):
-  out, summary = run
+  out, summary = run.out, run.summary
   header, rows = _recommendations(out)
   assert header == ['user_name', 'rank', 'track_id', 'score', 'predicted_by']
   users = {}
@@ -165,7 +165,7 @@ def test_recommendations_have_k_rows_per_vocabulary_user(run):
 
 
 def test_top_k_signature_on_a_known_and_an_unknown_user(run):
-  out, summary = run
+  out, summary = run.out, run.summary
   _, rows = _recommendations(out)
   known = rows[0]['user_name']
   top_k = tf.saved_model.load(summary['pushed_model']).signatures[module.TOP_K_SIGNATURE]
@@ -183,7 +183,7 @@ def test_top_k_signature_on_a_known_and_an_unknown_user(run):
 
 
 def test_serving_default_scores_pairs_from_serialized_examples(run):
-  _, summary = run
+  summary = run.summary
   serve = tf.saved_model.load(summary['pushed_model']).signatures['serving_default']
   pair = {module.USER: 'user_00001', module.TRACK: 't00001', module.ARTIST: 'Artist 1', module.TAGS: 'rock',
           module.USER_TAG_SHARES: [0.0] * 20}

@@ -39,7 +39,7 @@ def _expected_rejections():
 
 
 def test_every_component_ran_and_the_champion_decided_the_push(run):
-  _, summary = run
+  summary = run.summary
   assert summary['status'] == 'succeeded', summary['error']
   assert set(summary['components']) == COMPONENTS
   champion = summary['champion']
@@ -56,7 +56,7 @@ def test_every_component_ran_and_the_champion_decided_the_push(run):
 
 
 def test_tuner_searched_and_its_best_values_reached_the_trainer(run):
-  _, summary = run
+  summary = run.summary
   tuning = summary['tuning']
   assert len(tuning['trials']) == summary['settings']['tuning_trials']
   assert set(tuning['best']) == {'hidden_units', 'l2', 'dropout', 'learning_rate'}
@@ -67,7 +67,7 @@ def test_tuner_searched_and_its_best_values_reached_the_trainer(run):
 
 
 def test_bad_rows_counted_by_reason_and_kept(run):
-  out, summary = run
+  out, summary = run.out, run.summary
   rows, expected = _expected_rejections()
   assert set(expected) == set(sf.REASONS)  # the sample has every kind of malformed row
   assert summary['data']['rows_read'] == rows
@@ -79,7 +79,7 @@ def test_bad_rows_counted_by_reason_and_kept(run):
 
 
 def test_metrics_of_the_model_and_each_baseline(run):
-  _, summary = run
+  summary = run.summary
   for model in METHODS:
     metrics = summary['metrics'][model]
     assert metrics['example_count'] == summary['data']['examples']['eval']
@@ -89,7 +89,7 @@ def test_metrics_of_the_model_and_each_baseline(run):
 
 
 def test_error_per_rolling_origin_adds_up_to_the_eval_error(run):
-  _, summary = run
+  summary = run.summary
   with open(summary['outputs']['error_by_origin']) as f:
     records = list(csv.DictReader(f))
   origins = sorted({r['origin'] for r in records})
@@ -110,7 +110,7 @@ def _eval_rows(summary):
 
 
 def test_baseline_metrics_match_numpy_on_the_eval_examples(run):
-  _, summary = run
+  summary = run.summary
   _, rows = _eval_rows(summary)
   labels = np.array([r[sf.LABEL] for r in rows])
   scales = np.array([r[sf.MASE_SCALE] for r in rows])
@@ -128,7 +128,7 @@ def _score_rows(summary):
 
 
 def test_forecasts_are_the_champions_one_row_per_score_example(run):
-  out, summary = run
+  out, summary = run.out, run.summary
   with open(out / 'forecasts.csv') as f:
     reader = csv.DictReader(f)
     rows = list(reader)
@@ -147,7 +147,7 @@ def test_forecasts_are_the_champions_one_row_per_score_example(run):
 
 def test_a_baseline_champion_writes_its_forecasts_marked(run, tmp_path):
   """Whatever won the shared run: the baseline branch of forecasts.csv on its real score examples."""
-  _, summary = run
+  summary = run.summary
   _, score = _score_rows(summary)
   frame = champion_forecasts('tsb', score, str(tmp_path / 'unused.csv'))
   assert list(frame.columns) == ['item_number', 'forecast_month', 'forecast_bottles', 'predicted_by']
@@ -157,7 +157,7 @@ def test_a_baseline_champion_writes_its_forecasts_marked(run, tmp_path):
 
 
 def test_serving_signature_gives_the_bulk_inferrer_predictions(run):
-  out, summary = run
+  out, summary = run.out, run.summary
   if not summary['champion']['model_won']:
     pytest.skip('the model lost to a baseline on this run: it was not blessed, nothing was scored')
   serialized, score = _score_rows(summary)
@@ -173,7 +173,7 @@ def test_serving_signature_gives_the_bulk_inferrer_predictions(run):
 
 def test_too_many_rejected_rows_fail_the_run_naming_the_counts(run, tmp_path):
   """The sample has about 1% bad rows: a 0.1% limit stops the run in the ExamplesBuilder."""
-  out, _ = run
+  out = run.out
   copy = tmp_path / 'runs' / 'sales_forecast'
   copy.mkdir(parents=True)
   shutil.copy(out / 'metadata.sqlite', copy / 'metadata.sqlite')
@@ -187,7 +187,7 @@ def test_too_many_rejected_rows_fail_the_run_naming_the_counts(run, tmp_path):
 
 def test_a_handicapped_model_loses_is_not_pushed_and_the_baseline_is_served(run, tmp_path):
   """One epoch at a learning rate of 5 wrecks the correction: the best baseline must be the champion."""
-  out, shared = run
+  out, shared = run.out, run.summary
   copy = tmp_path / 'runs' / 'sales_forecast'
   copy.mkdir(parents=True)
   shutil.copy(out / 'metadata.sqlite', copy / 'metadata.sqlite')  # examples and Transform come from the cache

@@ -16,7 +16,7 @@ the generated default input.
 """
 import glob
 import hashlib
-import importlib.util
+import inspect
 import json
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -28,6 +28,7 @@ from tfx import v1 as tfx
 from modules import batch_inference as bi
 from pipelines import bigquery, csv_lines
 from pipelines import beam_io
+from pipelines.batch_inference import generate
 from pipelines.batch_inference.batch_scorer import BatchScorer
 from pipelines.components.examples_builder import ExamplesBuilder, ExamplesBuildReport
 from pipelines.components.predictions_export import PREDICTIONS_PREFIX, PredictionsExport, Predictions
@@ -37,8 +38,6 @@ from pipelines.runners import code_version
 
 MODULE = 'modules.batch_inference'
 REQUIRED_COLUMNS: List[str] = []  # any columns: the model's serving signature says which it needs
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-GENERATOR = os.path.join(REPO_ROOT, 'data', 'batch_inference', 'generate.py')
 DEFAULT_DATA = os.path.join('<output>', 'batch_inference', 'input',
                             'customers-<rows>-seed<seed>-<hash>.csv (generated)')
 SERVING_DIR = 'Format-Serving'  # where BulkInferrer looks for the SavedModel inside a Model artifact
@@ -358,17 +357,14 @@ def model_artifact_dir(path: str, staging_dir: str) -> str:
 
 def generated_input_name(rows: int, seed: int) -> str:
   """customers-<rows>-seed<seed>-<generator hash>.csv: a change to the generator is a new file, never a stale one."""
-  with open(GENERATOR, 'rb') as f:
-    return f'customers-{rows}-seed{seed}-{hashlib.sha256(f.read()).hexdigest()[:8]}.csv'
+  source = inspect.getsource(generate).encode('utf-8')
+  return f'customers-{rows}-seed{seed}-{hashlib.sha256(source).hexdigest()[:8]}.csv'
 
 
 def generate_input(path: str, rows: int, seed: int) -> str:
-  """The default input: `rows` generated CLV customers (data/batch_inference/generate.py), written once."""
+  """The default input: `rows` generated CLV customers (pipelines/batch_inference/generate.py), written once."""
   if not os.path.exists(path):
-    spec = importlib.util.spec_from_file_location('batch_inference_generate', GENERATOR)
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
-    generator.write_csv(path + '.tmp', rows, seed)
+    generate.write_csv(path + '.tmp', rows, seed)
     os.replace(path + '.tmp', path)
   return path
 

@@ -17,7 +17,7 @@ the full run minus those of the run without it (all conversions, organic ones in
 Bundled campaigns: high reach with little effect (c01-c03), middling ones (c04-c11, c09 with no effect at all)
 and low reach with a large effect (c12-c15).
 
-Run: python data/attribution/simulate.py [--users 20000] [--days 28] [--seed 7] [--sample-users 2500]
+Run: python -m pipelines.attribution.simulate [--users 20000] [--days 28] [--seed 7] [--sample-users 2500]
 writes impressions.csv, ground_truth.csv, impressions_sample.csv and ground_truth_sample.csv (the first
 `--sample-users` users and their share of the ground truth) beside this file.
 """
@@ -29,7 +29,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'data', 'attribution')
 DAY = 86400
 EPOCH = 1704067200  # 2024-01-01T00:00:00Z: timestamp of simulated second 0
 # (name, impressions per user per day at activity 1, effect on the daily conversion log-odds)
@@ -133,7 +133,7 @@ def main() -> None:
   parser.add_argument('--days', type=int, default=28)
   parser.add_argument('--seed', type=int, default=7)
   parser.add_argument('--sample-users', type=int, default=2500)
-  parser.add_argument('--output', default=HERE)
+  parser.add_argument('--output', default=DATA_DIR)
   args = parser.parse_args()
   names, rates, effects = zip(*CAMPAIGNS)
   impressions, uniforms = draw(args.users, args.days, rates, args.seed)

@@ -11,8 +11,8 @@ from 189 to 272 days, as in CLV's train split). As of CLV's predict_end they wou
 any customer the model saw, and its DNN only extrapolates there: it predicted a mean of 358 per customer for
 them, against a mean label of 31 on CLV's eval split.
 
-    python data/batch_inference/generate.py --rows 200000 --output /tmp/customers.csv [--seed 7]
-    python data/batch_inference/generate.py --rows 500 --output /tmp/tx.csv --transactions
+    python -m pipelines.batch_inference.generate --rows 200000 --output /tmp/customers.csv [--seed 7]
+    python -m pipelines.batch_inference.generate --rows 500 --output /tmp/tx.csv --transactions
 
 The CLI's default batch_inference run writes its input with this generator into the run's output folder.
 """
@@ -20,13 +20,11 @@ import argparse
 import csv
 import datetime
 import os
-import sys
 from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from modules import clv  # pylint: disable=g-import-not-at-top,wrong-import-position
+from modules import clv
 
 AS_OF = datetime.date(1997, 9, 30)  # CLV's default threshold_date (see the module docstring)
 FIRST_DAY = datetime.date(1997, 1, 1)
