@@ -59,6 +59,16 @@ def pusher(model: tfx.dsl.Channel, blessing: tfx.dsl.Channel, serving_dir: str) 
           filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_dir)))
 
 
+def bulk_inferrer(examples: tfx.dsl.Channel, model: tfx.dsl.Channel, blessing: tfx.dsl.Channel, split: str,
+                  signature: str) -> BaseComponent:
+  """BulkInferrer scoring `split` of `examples` with `model`'s `signature`, only when `blessing` (the
+  ChampionGate's) says the model won: otherwise it writes nothing and the use case outputs its baseline."""
+  return tfx.components.BulkInferrer(
+      examples=examples, model=model, model_blessing=blessing,
+      data_spec=tfx.proto.DataSpec(example_splits=[split]),
+      model_spec=tfx.proto.ModelSpec(model_signature_name=[signature]))
+
+
 def transform(module: str, examples: tfx.dsl.Channel, validation: DataValidation, version: str) -> BaseComponent:
   """Transform with `<module>.preprocessing_fn`, analyzed on `train` and applied to `train` and `eval`, after
   the validation gate (`version`: the module code's hash, so a code change re-runs it)."""

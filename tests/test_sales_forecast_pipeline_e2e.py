@@ -12,7 +12,8 @@ from conftest import SALES_SAMPLE as SAMPLE
 from modules import sales_forecast as sf
 from pipelines.__main__ import main
 from pipelines import beam_io
-from pipelines.sales_forecast.pipeline import champion_forecasts, line_to_row, read_split
+from pipelines.artifacts import read_split
+from pipelines.sales_forecast.pipeline import champion_forecasts, line_to_row
 
 COMPONENTS = {'CsvLinesExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
               'AnomaliesGate', 'Transform', 'Tuner', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator',
@@ -123,7 +124,7 @@ def test_baseline_metrics_match_numpy_on_the_eval_examples(run):
 
 def _score_rows(summary):
   uri, _ = _eval_rows(summary)
-  serialized = read_split(uri, 'score')
+  serialized = list(read_split(uri, 'score'))
   return serialized, [beam_io.example_to_row(tf.train.Example.FromString(s)) for s in serialized]
 
 

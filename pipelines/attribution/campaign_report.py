@@ -44,7 +44,7 @@ from tfx.utils import path_utils
 from modules import attribution as module
 from pipelines.attribution import baselines
 from pipelines.attribution import counterfactual
-from pipelines import beam_io
+from pipelines import artifacts, beam_io
 
 REPORT_CSV = 'campaign_report.csv'
 ATTRIBUTION_JSON = 'attribution.json'
@@ -60,13 +60,6 @@ BASELINE_HEADLINE = 'markov'
 class AttributionReport(types.Artifact):
   """Campaign attribution by attention and by the baselines (files listed in the module docstring)."""
   TYPE_NAME = 'marketing_ml.AttributionReport'  # namespace.Name: KFP v2 requires it
-
-
-def _records(pattern: str) -> Iterator[bytes]:
-  files = sorted(tf.io.gfile.glob(pattern))
-  if files:
-    for record in tf.data.TFRecordDataset(files, compression_type='GZIP').as_numpy_iterator():
-      yield record
 
 
 def _as_list(value: Any) -> List[Any]:
@@ -87,7 +80,7 @@ def read_journeys(examples: types.Artifact) -> List[baselines.Journey]:
   found = []
   for split in JOURNEY_SPLITS:
     pattern = os.path.join(artifact_utils.get_split_uri([examples], split), '*.gz')
-    found += [journey_of(beam_io.serialized_example_to_row(r)) for r in _records(pattern)]
+    found += [journey_of(beam_io.serialized_example_to_row(r)) for r in artifacts.read_records(pattern)]
   return found
 
 
@@ -106,7 +99,7 @@ def incremental_share(probability: float, base_probability: float) -> float:
 
 def read_attention(inference_uri: str) -> Iterator[Attended]:
   """One Attended per PredictionLog of the attention signature."""
-  for record in _records(os.path.join(inference_uri, '*.gz')):
+  for record in artifacts.read_records(os.path.join(inference_uri, '*.gz')):
     log = prediction_log_pb2.PredictionLog.FromString(record).predict_log
     row = beam_io.serialized_example_to_row(next(iter(log.request.inputs.values())).string_val[0])
     outputs = {name: tf.make_ndarray(log.response.outputs[name]).reshape(-1)

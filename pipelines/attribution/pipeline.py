@@ -145,11 +145,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
 
   push = wiring.pusher(trainer.outputs['model'], gate.outputs['blessing'], serving_dir)
 
-  bulk_inferrer = tfx.components.BulkInferrer(
-      examples=builder.outputs['examples'], model=trainer.outputs['model'],
-      model_blessing=gate.outputs['blessing'],
-      data_spec=tfx.proto.DataSpec(example_splits=[module.CONVERTING_SPLIT]),
-      model_spec=tfx.proto.ModelSpec(model_signature_name=[module.ATTENTION_SIGNATURE]))
+  bulk_inferrer = wiring.bulk_inferrer(builder.outputs['examples'], trainer.outputs['model'],
+                                       gate.outputs['blessing'], module.CONVERTING_SPLIT, module.ATTENTION_SIGNATURE)
 
   export = PredictionsExport(inference_result=bulk_inferrer.outputs['inference_result'],
                              key_feature=module.KEY, output_names=[module.PREDICTION],

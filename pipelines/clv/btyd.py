@@ -29,7 +29,7 @@ from lifetimes.utils import ConvergenceError
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
-from pipelines import beam_io
+from pipelines import artifacts, beam_io
 
 MODELS = {'bgnbd': BetaGeoFitter, 'pnbd': ParetoNBDFitter, 'mbgnbd': ModifiedBetaGeoFitter}
 SPEND_MODEL = 'gamma_gamma'
@@ -368,11 +368,10 @@ def load_fitted(uri: str) -> FittedBtyd:
 
 def read_examples(examples: tfx.types.standard_artifacts.Examples, split: str) -> List[tf.train.Example]:
   """All tf.Examples of one split (GZIP TFRecords), in memory."""
-  files = tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), '*.gz'))
+  files = [path for path in artifacts.split_files(examples.uri, split) if path.endswith('.gz')]
   if not files:
     raise ValueError(f'No *.gz files in split {split!r} of {examples.uri}')
-  return [tf.train.Example.FromString(record.numpy())
-          for record in tf.data.TFRecordDataset(files, compression_type='GZIP')]
+  return [tf.train.Example.FromString(record) for record in artifacts.read_records(files)]
 
 
 def examples_summary(examples: List[tf.train.Example], time_unit: str) -> pd.DataFrame:

@@ -170,11 +170,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
 
   push = wiring.pusher(trainer.outputs['model'], gate.outputs['blessing'], serving_dir)
 
-  bulk_inferrer = tfx.components.BulkInferrer(
-      examples=btyd.outputs['predictions'], model=trainer.outputs['model'],
-      model_blessing=gate.outputs['blessing'],
-      data_spec=tfx.proto.DataSpec(example_splits=['score']),
-      model_spec=tfx.proto.ModelSpec(model_signature_name=['serving_default']))
+  bulk_inferrer = wiring.bulk_inferrer(btyd.outputs['predictions'], trainer.outputs['model'],
+                                       gate.outputs['blessing'], 'score', 'serving_default')
 
   dnn_export = PredictionsExport(inference_result=bulk_inferrer.outputs['inference_result'],
                                  key_feature=clv_module.KEY, output_names=[clv_module.PREDICTION],

@@ -30,7 +30,7 @@ from tfx.dsl.components.base import base_beam_component, base_beam_executor, exe
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from pipelines import bigquery, runners
+from pipelines import artifacts, bigquery, runners
 from pipelines import beam_io
 
 PREDICTIONS_PREFIX = 'predictions'
@@ -98,8 +98,8 @@ def prediction_record(log: prediction_log_pb2.PredictionLog, key_feature: str, o
 
 def first_log(pattern: str) -> prediction_log_pb2.PredictionLog:
   """The first PredictionLog in the GZIP TFRecord files matching `pattern`."""
-  for record in tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(pattern)), compression_type='GZIP').take(1):
-    return prediction_log_pb2.PredictionLog.FromString(record.numpy())
+  for record in artifacts.read_records(pattern):
+    return prediction_log_pb2.PredictionLog.FromString(record)
   raise ValueError(f'no PredictionLog in {pattern}')
 
 

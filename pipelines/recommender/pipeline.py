@@ -212,11 +212,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
 
   push = wiring.pusher(trainer.outputs['model'], gate.outputs['blessing'], serving_dir)
 
-  bulk_inferrer = tfx.components.BulkInferrer(
-      examples=builder.outputs['examples'], model=trainer.outputs['model'],
-      model_blessing=gate.outputs['blessing'],
-      data_spec=tfx.proto.DataSpec(example_splits=[module.USERS_SPLIT]),
-      model_spec=tfx.proto.ModelSpec(model_signature_name=[module.TOP_K_EXAMPLES_SIGNATURE]))
+  bulk_inferrer = wiring.bulk_inferrer(builder.outputs['examples'], trainer.outputs['model'],
+                                       gate.outputs['blessing'], module.USERS_SPLIT, module.TOP_K_EXAMPLES_SIGNATURE)
 
   # The run report publishes the node `PredictionsExport`'s CSV (and only then calls report_extras).
   export = RecommendationsExport(

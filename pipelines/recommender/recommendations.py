@@ -19,7 +19,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tfx import v1 as tfx
 
 from modules import recommender as module
-from pipelines import beam_io
+from pipelines import artifacts, beam_io
 from pipelines.components.predictions_export import PREDICTIONS_PREFIX, Predictions
 from pipelines.recommender.vocabulary_filter import read_split
 
@@ -39,10 +39,8 @@ def recommendation_rows(log: prediction_log_pb2.PredictionLog) -> Tuple[str, boo
 
 def read_logs(inference_uri: str) -> Iterator[prediction_log_pb2.PredictionLog]:
   """Every PredictionLog BulkInferrer wrote (none when the model was not blessed)."""
-  files = sorted(tf.io.gfile.glob(os.path.join(inference_uri, '*.gz')))
-  if files:
-    for record in tf.data.TFRecordDataset(files, compression_type='GZIP').as_numpy_iterator():
-      yield prediction_log_pb2.PredictionLog.FromString(record)
+  for record in artifacts.read_records(os.path.join(inference_uri, '*.gz')):
+    yield prediction_log_pb2.PredictionLog.FromString(record)
 
 
 def popularity_top_k(users: Sequence[str], known: Set[str], train: Sequence[Tuple[str, str, float]], k: int,

@@ -16,14 +16,12 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
 from modules import recommender as module
-from pipelines import beam_io
+from pipelines import artifacts, beam_io
 
 
 def read_split(examples: types.Artifact, split: str) -> Iterator[bytes]:
   """Serialized tf.Examples of one split of an Examples artifact, in file order."""
-  files = sorted(tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), '*')))
-  if files:
-    yield from tf.data.TFRecordDataset(files, compression_type='GZIP').as_numpy_iterator()
+  return artifacts.read_split(examples.uri, split)
 
 
 def in_vocabulary(rows: List[Dict], users: set, tracks: set) -> List[bool]:

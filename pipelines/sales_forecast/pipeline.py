@@ -26,7 +26,7 @@ from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenE
 
 from modules import sales_forecast as sf
 from pipelines import bigquery, csv_lines, wiring
-from pipelines import beam_io
+from pipelines import artifacts, beam_io
 from pipelines import champion
 from pipelines.components.champion_gate import champion_gate
 from pipelines.components.examples_builder import ExamplesBuilder
@@ -125,12 +125,6 @@ def sales_example_gen(data_uri: str, column_map: str, encoding: str = csv_lines.
 def month_text(yyyymm: int) -> str:
   """YYYY-MM from the examples' YYYYMM month numbers."""
   return f'{int(yyyymm) // 100:04d}-{int(yyyymm) % 100:02d}'
-
-
-def read_split(examples_uri: str, split: str) -> List[bytes]:
-  """Serialized tf.Examples of one split of an Examples artifact."""
-  files = tf.io.gfile.glob(os.path.join(examples_uri, f'Split-{split}', '*'))
-  return [record.numpy() for record in tf.data.TFRecordDataset(sorted(files), compression_type='GZIP')]
 
 
 def headline_metrics(metrics: Dict[str, float]) -> Dict[str, float]:
@@ -279,7 +273,7 @@ def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any],
       ('error_by_origin_plot', 'error_by_origin.png'), ('error_by_category', 'error_by_category.csv'),
       ('error_by_category_plot', 'error_by_category.png'), ('actual_vs_forecast_plot', 'actual_vs_forecast.png'))}
   examples_uri = artifact('ExamplesBuilder', 'examples').uri
-  serialized = {split: read_split(examples_uri, split) for split in ('train', 'eval', 'score')}
+  serialized = {split: list(artifacts.read_split(examples_uri, split)) for split in ('train', 'eval', 'score')}
   rows = {split: [beam_io.serialized_example_to_row(s) for s in records] for split, records in serialized.items()}
   serve = tf.saved_model.load(path_utils.serving_model_path(artifact('Trainer', 'model').uri)).signatures[
       'serving_default']
@@ -352,11 +346,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
 
   push = wiring.pusher(trainer.outputs['model'], gate.outputs['blessing'], serving_dir)
 
-  bulk_inferrer = tfx.components.BulkInferrer(
-      examples=builder.outputs['examples'], model=trainer.outputs['model'],
-      model_blessing=gate.outputs['blessing'],
-      data_spec=tfx.proto.DataSpec(example_splits=['score']),
-      model_spec=tfx.proto.ModelSpec(model_signature_name=['serving_default']))
+  bulk_inferrer = wiring.bulk_inferrer(builder.outputs['examples'], trainer.outputs['model'],
+                                       gate.outputs['blessing'], 'score', 'serving_default')
 
   export = PredictionsExport(inference_result=bulk_inferrer.outputs['inference_result'], key_feature=sf.KEY,
                              output_names=[sf.PREDICTION] + list(sf.BASELINES.values()),
