@@ -68,6 +68,7 @@ def test_a_cut_without_a_full_future_is_a_usage_error(tmp_path, capsys):
   assert main(['backtest', 'clv', '--cut', 'March', '--data', str(source), '--output', str(tmp_path / 'r')]) == 2
 
 
+@pytest.mark.e2e  # runs the CLV pipeline
 def test_backtest_on_the_sample(tmp_path):
   """The pipeline runs as of the cut; the figures are recomputed here from predictions.csv and the file."""
   out = tmp_path / 'runs'
