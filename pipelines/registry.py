@@ -68,7 +68,7 @@ class UseCase:
 USE_CASES: Dict[str, UseCase] = {
     'clv': UseCase(
         name='clv',
-        description='Customer lifetime value: per-customer DNN of next-period spend vs the training mean',
+        description='Customer lifetime value: DNN of next-period spend vs BTYD and the training mean; backtest',
         create_pipeline=clv.create_pipeline,
         default_data=os.path.join(REPO_ROOT, 'data', 'clv', 'transactions.csv'),
         required_columns=clv.REQUIRED_COLUMNS,
@@ -80,7 +80,7 @@ USE_CASES: Dict[str, UseCase] = {
         backtest=clv_backtest.run),
     'attribution': UseCase(
         name='attribution',
-        description='Campaign attribution: attention RNN over journeys vs last touch, linear, Markov, ...',
+        description='Campaign attribution: counterfactual credit from a conversion model vs rules, Markov, Shapley',
         create_pipeline=attribution.create_pipeline,
         default_data=attribution.DEFAULT_DATA,
         required_columns=attribution.REQUIRED_COLUMNS,
@@ -91,7 +91,7 @@ USE_CASES: Dict[str, UseCase] = {
         reported_metrics=attribution.REPORTED_METRICS),
     'sales_forecast': UseCase(
         name='sales_forecast',
-        description='Sales forecast: masked GRU of next-month bottles per item vs naive, seasonal naive, moving avg',
+        description='Sales forecast: next-month bottles per item, a correction to the best of six baselines',
         create_pipeline=sales_forecast.create_pipeline,
         default_data=os.path.join(REPO_ROOT, 'data', 'sales_forecast', 'sales.csv'),
         required_columns=sales_forecast.REQUIRED_COLUMNS,
@@ -102,7 +102,7 @@ USE_CASES: Dict[str, UseCase] = {
         reported_metrics=sales_forecast.REPORTED_METRICS),
     'recommender': UseCase(
         name='recommender',
-        description='Recommender: two-tower model of (user, track) listens vs popularity and random, top-k serving',
+        description='Recommender: two-tower retrieval (sampled softmax) vs popularity and random, top-k serving',
         create_pipeline=recommender.create_pipeline,
         default_data=recommender.DEFAULT_DATA,
         required_columns=recommender.REQUIRED_COLUMNS,
