@@ -25,8 +25,7 @@ from tfx import v1 as tfx
 from tfx.utils import path_utils
 
 from modules import recommender as module
-from pipelines import beam_io
-from pipelines.recommender.vocabulary_filter import read_split
+from pipelines import artifacts, beam_io
 
 RECALL_JSON = 'recall.json'
 CURVE_PLOT = 'recall_curve.png'
@@ -40,7 +39,7 @@ class RecallReport(types.Artifact):
 
 
 def _rows(examples: types.Artifact, split: str) -> List[Dict[str, Any]]:
-  return [beam_io.serialized_example_to_row(s) for s in read_split(examples, split)]
+  return [beam_io.serialized_example_to_row(s) for s in artifacts.read_split(examples.uri, split)]
 
 
 def _unit_vectors(signature, names: List[str]) -> np.ndarray:

@@ -21,7 +21,6 @@ from tfx import v1 as tfx
 from modules import recommender as module
 from pipelines import artifacts, beam_io
 from pipelines.components.predictions_export import PREDICTIONS_PREFIX, Predictions
-from pipelines.recommender.vocabulary_filter import read_split
 
 HEADER = ['user_name', 'rank', 'track_id', 'score', 'predicted_by']
 
@@ -85,9 +84,9 @@ def RecommendationsExport(  # pylint: disable=invalid-name
     vocabulary = {v.decode() if isinstance(v, bytes) else v
                   for v in tft.TFTransformOutput(transform_graph.uri).vocabulary_by_name(module.USER_VOCAB)}
     train = [(str(r[module.USER]), str(r[module.TRACK]), float(r[module.COUNT]))
-             for r in (beam_io.serialized_example_to_row(s) for s in read_split(examples, 'train'))]
+             for r in (beam_io.serialized_example_to_row(s) for s in artifacts.read_split(examples.uri, 'train'))]
     names = sorted(str(beam_io.serialized_example_to_row(s)[module.USER])
-                   for s in read_split(user_examples, module.USERS_SPLIT))
+                   for s in artifacts.read_split(user_examples.uri, module.USERS_SPLIT))
     users = popularity_top_k(names, vocabulary, train, top_k, exclude_training_tracks == 'on')
     method = 'popularity'
   rows_out = 0

@@ -7,21 +7,15 @@ counts per split (`kept/<split>`, `out_of_vocabulary/<split>`) as custom propert
 """
 import json
 import os
-from typing import Dict, Iterator, List
+from typing import Dict, List
 
 import tensorflow as tf
 import tensorflow_transform as tft
-from tfx import types
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
 from modules import recommender as module
 from pipelines import artifacts, beam_io
-
-
-def read_split(examples: types.Artifact, split: str) -> Iterator[bytes]:
-  """Serialized tf.Examples of one split of an Examples artifact, in file order."""
-  return artifacts.read_split(examples.uri, split)
 
 
 def in_vocabulary(rows: List[Dict], users: set, tracks: set) -> List[bool]:
@@ -44,7 +38,7 @@ def VocabularyFilter(  # pylint: disable=invalid-name
   filtered.split_names = artifact_utils.encode_split_names(list(module.SPLITS))
   counts = {}
   for split in module.SPLITS:
-    serialized = list(read_split(examples, split))
+    serialized = list(artifacts.read_split(examples.uri, split))
     rows = [beam_io.serialized_example_to_row(s) for s in serialized]
     keep = in_vocabulary(rows, users, tracks)
     directory = artifact_utils.get_split_uri([filtered], split)
