@@ -156,13 +156,15 @@ PIPELINE_RUN_FIXTURES = {'clv_run', 'sales_run', 'recommender_run', 'batch_infer
 
 
 def pytest_collection_modifyitems(items):
-  """Marks `notebook` the tests of test_notebook_*.py and `e2e` those of *_e2e.py and every test that uses a
-  pipeline-run fixture, so `-m 'not e2e and not notebook'` (make test-fast) leaves only the quick tests."""
+  """Marks `notebook` the tests of test_notebook_*.py and `e2e` those of *_e2e.py, every test that uses a
+  pipeline-run fixture and every multi_processing Beam run (worker processes start: 15-30 s each), so
+  `-m 'not e2e and not notebook'` (make test-fast) leaves only the quick tests."""
   for item in items:
     name = os.path.basename(str(item.fspath))
     if name.startswith('test_notebook_'):
       item.add_marker(pytest.mark.notebook)
-    elif name.endswith('_e2e.py') or PIPELINE_RUN_FIXTURES & set(getattr(item, 'fixturenames', ())):
+    elif (name.endswith('_e2e.py') or PIPELINE_RUN_FIXTURES & set(getattr(item, 'fixturenames', ()))
+          or 'multi_processing' in item.name):
       item.add_marker(pytest.mark.e2e)
 
 
