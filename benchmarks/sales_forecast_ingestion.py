@@ -2,7 +2,7 @@
 
   python benchmarks/sales_forecast_ingestion.py [--sizes 100000,1000000]
 
-For each size, generates invoice lines with data/sales_forecast/make_sales.py (demand scaled to reach the
+For each size, generates invoice lines with pipelines/sales_forecast/generate.py (demand scaled to reach the
 size, malformed rows included), then times one Beam DirectRunner pipeline that reads the CSV as text lines
 (pipelines.sales_forecast.line_to_row, as CsvLinesExampleGen does) and runs modules.sales_forecast.build_examples,
 counting the examples per split and the rejected rows. Prints rows/s per size; linear scaling means a
@@ -10,33 +10,23 @@ similar rows/s at both sizes.
 """
 import argparse
 import datetime
-import importlib.util
 import os
 import tempfile
 import time
 
 import apache_beam as beam
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from modules import sales_forecast as sf  # pylint: disable=g-import-not-at-top,wrong-import-position
-from pipelines.sales_forecast.pipeline import line_to_row  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-
-def _generator():
-  spec = importlib.util.spec_from_file_location('make_sales', os.path.join(REPO, 'data', 'sales_forecast',
-                                                                          'make_sales.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from modules import sales_forecast as sf
+from pipelines.sales_forecast import generate
+from pipelines.sales_forecast.pipeline import line_to_row
 
 
 def make_file(rows: int, directory: str) -> str:
   """A CSV of about `rows` invoice lines (300 items, 2021-2023; 108k rows at scale 0.35)."""
-  make_sales = _generator()
   path = os.path.join(directory, f'sales_{rows}.csv')
-  lines = make_sales.generate(7, n_items=300, n_stores=40, start=datetime.date(2021, 1, 1),
+  lines = generate.generate(7, n_items=300, n_stores=40, start=datetime.date(2021, 1, 1),
                               end=datetime.date(2023, 12, 31), scale=0.35 * rows / 108_000)
-  make_sales.write(path, lines)
+  generate.write(path, lines)
   return path
 
 

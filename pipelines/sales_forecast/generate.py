@@ -1,6 +1,6 @@
 """Writes the bundled sales_forecast data: seeded synthetic Iowa-liquor-style invoice lines.
 
-  python data/sales_forecast/make_sales.py            # sales.csv (300 items, 2021-2023) and sales_sample.csv
+  python -m pipelines.sales_forecast.generate   # data/sales_forecast/sales.csv (300 items, 2021-2023) and sales_sample.csv
 
 One row per invoice line with the columns of the public Iowa liquor sales table:
 date,store_number,item_number,item_description,category_name,vendor_name,pack,bottle_volume_ml,
@@ -19,6 +19,8 @@ from typing import List
 
 import numpy as np
 
+DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'data',
+                        'sales_forecast')
 COLUMNS = ['date', 'store_number', 'item_number', 'item_description', 'category_name', 'vendor_name', 'pack',
            'bottle_volume_ml', 'state_bottle_cost', 'state_bottle_retail', 'bottles_sold']
 # (category, December amplitude, summer amplitude)
@@ -137,8 +139,9 @@ def write(path: str, rows: List[List[str]]) -> None:
 
 
 def main() -> None:
+  """Writes the bundled files (see the module docstring)."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--out_dir', default=os.path.dirname(os.path.abspath(__file__)))
+  parser.add_argument('--out_dir', default=DATA_DIR)
   parser.add_argument('--seed', type=int, default=7)
   args = parser.parse_args()
   full = generate(args.seed, n_items=300, n_stores=40, start=datetime.date(2021, 1, 1), end=datetime.date(2023, 12, 31),

@@ -2,7 +2,7 @@
 
   python -m pipelines.sales_forecast.second_generator OUT.csv [--seed N] [--items 120] [--years 4]
 
-Written from a description, not from data/sales_forecast/make_sales.py (only its column schema is shared):
+Written from a description, not from pipelines/sales_forecast/generate.py (only its column schema is shared):
 about 120 items over four years in six categories; a catalogue that turns over (items launched during the
 period, many of them short-lived, others discontinued); a long tail of sparse items sold a few times a month
 by few stores; orders on weekdays with a Tuesday/Thursday delivery pattern; a December peak (a holiday build-up
