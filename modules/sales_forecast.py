@@ -13,6 +13,7 @@ months -> `eval`, the latest month (no label yet) -> `score`.
 import calendar
 import datetime
 import json
+import math
 import os
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
@@ -30,7 +31,7 @@ from tfx_bsl.public import tfxio
 
 from pipelines import tuning
 from pipelines.components.examples_builder import BuiltExamples
-from pipelines.parsing import parse_finite_float
+from pipelines.parsing import FLOAT32_MAX, parse_finite_float
 from pipelines.sales_forecast import methods
 
 COLUMNS = ['date', 'store_number', 'item_number', 'item_description', 'category_name', 'vendor_name', 'pack',
@@ -93,15 +94,19 @@ def parse_date(value: Any) -> datetime.date:
 
 def parse_number(value: Any) -> float:
   """A finite number from an int, float or string ('$12.50' and '1,234' accepted); ValueError otherwise."""
-  number = parse_finite_float(str(value).strip().replace('$', '').replace(',', '')
-                              if isinstance(value, (str, bytes)) else value)
-  if not np.isfinite(number):
-    raise ValueError(f'not a finite number: {value!r}')
-  return number
+  if isinstance(value, str):
+    try:
+      number = float(value)  # the common case, and every string float() takes has no '$' or ','
+    except ValueError:
+      return parse_finite_float(value.strip().replace('$', '').replace(',', ''))
+    if not math.isfinite(number) or abs(number) > FLOAT32_MAX:
+      raise ValueError(f'not a finite float32 number: {value!r}')
+    return number
+  return parse_finite_float(str(value).strip().replace('$', '').replace(',', '') if isinstance(value, bytes) else value)
 
 
 def _empty(value: Any) -> bool:
-  return value is None or str(value).strip() == ''
+  return value is None or (value if isinstance(value, str) else str(value)).strip() == ''
 
 
 def parse_sale(row: Dict[str, Any]) -> Tuple[Optional[Sale], Optional[str]]:
@@ -153,23 +158,62 @@ def month_sequence(daily: Dict[datetime.date, float], index: int) -> Dict[str, L
   return {'daily_bottles': bottles, 'sale_day': sale_day, 'day_in_month': in_month, 'day_of_week': weekday}
 
 
+# An item's valid sales by day (date ordinal: an int, which Beam encodes without pickling): every sale's bottles
+# (summed in ascending order, so that the totals do not depend on the order rows arrive in) and the day's largest
+# (bottles, attributes), whose attributes stand for the day.
+ItemDays = Dict[int, Tuple[List[float], Tuple[float, Tuple[Any, ...]]]]
+
+
+def add_sale(days: ItemDays, sale: Sale) -> None:
+  """Adds one sale to its item's days."""
+  ordinal = sale.day.toordinal()
+  entry = days.get(ordinal)
+  latest = (sale.bottles, sale.attributes)
+  if entry is None:
+    days[ordinal] = ([sale.bottles], latest)
+  else:
+    entry[0].append(sale.bottles)
+    if latest > entry[1]:
+      days[ordinal] = (entry[0], latest)
+
+
+def merge_days(into: ItemDays, days: ItemDays) -> ItemDays:
+  """Adds `days` (left unchanged) to `into`; returns `into`. Merging in any order gives the same days."""
+  for day, (bottles, latest) in days.items():
+    entry = into.get(day)
+    into[day] = (list(bottles), latest) if entry is None else (entry[0] + bottles, max(entry[1], latest))
+  return into
+
+
 def item_examples(item_number: str, sales: Iterable[Sale], last_month: int, eval_months: int
+                  ) -> Iterable[Tuple[str, Dict[str, Any]]]:
+  """(split, example) for each month of one item from its sales (see days_examples)."""
+  days: ItemDays = {}
+  for sale in sales:
+    add_sale(days, sale)
+  return days_examples(item_number, days, last_month, eval_months)
+
+
+def days_examples(item_number: str, days: ItemDays, last_month: int, eval_months: int
                   ) -> Iterable[Tuple[str, Dict[str, Any]]]:
   """(split, example) for each month of one item, from its first sale month to one month after its last
   (never after last_month, the latest month in the data).
 
   History totals count only months since the item's first sale (0 before); the label is the total of the
   next month; split: offset = last_month - month: 0 -> score (no label), 1..eval_months -> eval, else train.
-  Item attributes are those of the item's latest sale up to the end of the month.
+  Item attributes are those of the item's latest sale up to the end of the month (latest by day, then bottles).
   """
-  sales = sorted(sales, key=lambda s: (s.day, s.bottles, s.attributes))
   daily: Dict[datetime.date, float] = {}
   totals: Dict[int, float] = {}
   attributes_by_month: Dict[int, Tuple[Any, ...]] = {}
-  for sale in sales:
-    daily[sale.day] = daily.get(sale.day, 0.0) + sale.bottles
-    totals[month_index(sale.day)] = totals.get(month_index(sale.day), 0.0) + sale.bottles
-    attributes_by_month[month_index(sale.day)] = sale.attributes
+  for ordinal in sorted(days):
+    bottles, (_, attributes) = days[ordinal]
+    day = datetime.date.fromordinal(ordinal)
+    month = month_index(day)
+    for value in sorted(bottles):
+      daily[day] = daily.get(day, 0.0) + value
+      totals[month] = totals.get(month, 0.0) + value
+    attributes_by_month[month] = attributes
   first, last = min(totals), max(totals)
   attributes = attributes_by_month[first]
   for index in range(first, min(last + 1, last_month) + 1):
@@ -205,36 +249,67 @@ def statistical_forecasts(history: List[float]) -> Dict[str, float]:
           MASE_SCALE: methods.mase_scale(history)}
 
 
-def _parse_or_reject(row: Dict[str, Any]):
-  sale, reason = parse_sale(row)
-  if reason:
-    beam.metrics.Metrics.counter(COUNTER_NAMESPACE, f'rejected_{reason}').inc()
-    yield beam.pvalue.TaggedOutput('rejected', {'reason': reason, 'record': row})
-  else:
-    yield sale.item_number, sale
+class _ParseBatch(beam.DoFn):
+  """A batch of rows -> (item, its days in this batch) per item, and each rejected row with its reason (tagged
+  `rejected`, counted with a Beam counter per reason)."""
+
+  def process(self, rows: List[Dict[str, Any]]):
+    by_item: Dict[str, ItemDays] = {}
+    rejected: Dict[str, int] = {}
+    for row in rows:
+      sale, reason = parse_sale(row)
+      if reason:
+        rejected[reason] = rejected.get(reason, 0) + 1
+        yield beam.pvalue.TaggedOutput('rejected', {'reason': reason, 'record': row})
+      else:
+        add_sale(by_item.setdefault(sale.item_number, {}), sale)
+    for reason, count in rejected.items():
+      beam.metrics.Metrics.counter(COUNTER_NAMESPACE, f'rejected_{reason}').inc(count)
+    yield from by_item.items()
 
 
-def _to_split(element, last_month: int, eval_months: int):
-  item_number, sales = element
-  for split, example in item_examples(item_number, sales, last_month, eval_months):
+class _MergeDays(beam.CombineFn):
+  """Every batch's days of one item, merged (merge_days)."""
+
+  def create_accumulator(self) -> ItemDays:
+    return {}
+
+  def add_input(self, accumulator: ItemDays, days: ItemDays) -> ItemDays:
+    return merge_days(accumulator, days)
+
+  def merge_accumulators(self, accumulators: Iterable[ItemDays]) -> ItemDays:
+    merged: ItemDays = {}
+    for accumulator in accumulators:
+      merge_days(merged, accumulator)
+    return merged
+
+  def extract_output(self, accumulator: ItemDays) -> ItemDays:
+    return accumulator
+
+
+def _to_split(element: Tuple[str, ItemDays], last_month: int, eval_months: int):
+  item_number, days = element
+  for split, example in days_examples(item_number, days, last_month, eval_months):
     yield beam.pvalue.TaggedOutput(split, example)
 
 
 def build_examples(rows: beam.PCollection, params: Dict[str, Any]) -> BuiltExamples:
-  """Invoice lines -> item-month examples in train / eval / score (see item_examples).
+  """Invoice lines -> item-month examples in train / eval / score (see days_examples).
 
-  params: eval_months (labelled months in `eval`). Rows rejected by reason (REASONS), each counted with a
-  Beam counter and kept with its reason.
+  params: eval_months (labelled months in `eval`). Rows are parsed in batches, each batch summed per item and day
+  before the group-by (the item's days hold one value per sale, not its row). Rows rejected by reason (REASONS),
+  each counted with a Beam counter and kept with its reason.
   """
-  parsed = rows | 'Parse' >> beam.FlatMap(_parse_or_reject).with_outputs('rejected', main='valid')
+  parsed = (rows
+            | 'Batch' >> beam.BatchElements(min_batch_size=100, max_batch_size=5000)
+            | 'Parse' >> beam.ParDo(_ParseBatch()).with_outputs('rejected', main='valid'))
+  items = parsed.valid | 'DaysByItem' >> beam.CombinePerKey(_MergeDays())
   last_month = beam.pvalue.AsSingleton(
-      parsed.valid | 'Months' >> beam.Map(lambda kv: month_index(kv[1].day))
+      items | 'Months' >> beam.Map(lambda kv: month_index(datetime.date.fromordinal(max(kv[1]))))
       | 'LastMonth' >> beam.CombineGlobally(lambda months: max(months, default=0)))
-  items = (parsed.valid
-           | 'GroupByItem' >> beam.GroupByKey()
-           | 'ItemExamples' >> beam.FlatMap(_to_split, last_month, int(params['eval_months'])).with_outputs(
-               'train', 'eval', 'score'))
-  return BuiltExamples(splits={'train': items.train, 'eval': items.eval, 'score': items.score},
+  splits = items | 'ItemExamples' >> beam.FlatMap(_to_split, last_month, int(params['eval_months'])).with_outputs(
+      'train', 'eval', 'score')
+  return BuiltExamples(splits={'train': splits.train, 'eval': splits.eval, 'score': splits.score},
                        rejected=parsed.rejected)
 
 

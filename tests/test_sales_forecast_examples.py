@@ -1,5 +1,7 @@
 """Sales forecast: row rejection by reason, item-month sequences and labels by hand, splits, baselines, SQL."""
 import datetime
+import os
+import random
 
 import apache_beam as beam
 import pytest
@@ -149,3 +151,58 @@ def test_bigquery_query_aggregates_per_item_and_day_with_checked_identifiers():
     bigquery_query(table, {'bottles_sold': 'x; DROP TABLE y'})
   with pytest.raises(bigquery.InvalidIdentifier):
     bigquery_query(table, {'no_such_column': 'x'})
+
+
+def test_days_merged_in_any_order_give_the_same_examples():
+  """Batches reach the group-by in any order: fractional bottles (whose float sum depends on the order) and
+  same-day sales with other attributes give the same examples however the sales are split and merged."""
+  rng = random.Random(5)
+  sales = [sf.Sale('1', datetime.date(2022, 1, 1) + datetime.timedelta(days=rng.randrange(120)),
+                   rng.choice([0.1, 0.2, 0.3, 1.7, 12.0]), (rng.choice(['a', 'b']), 'cat', 'vendor', 12.0, 750.0, 5.0,
+                                                            rng.choice([7.5, 8.0])))
+           for _ in range(400)]
+  last = sf.month_index(datetime.date(2022, 5, 1))
+  expected = list(sf.item_examples('1', sales, last, eval_months=1))
+  for _ in range(3):
+    rng.shuffle(sales)
+    cuts = sorted(rng.sample(range(1, len(sales)), 6))
+    batches = []
+    for start, end in zip([0] + cuts, cuts + [len(sales)]):
+      days = {}
+      for sale in sales[start:end]:
+        sf.add_sale(days, sale)
+      batches.append(days)
+    merged = {}
+    for days in reversed(batches):
+      sf.merge_days(merged, days)
+    assert list(sf.days_examples('1', merged, last, eval_months=1)) == expected
+
+
+def test_build_examples_in_batches_equals_row_by_row_on_the_bundled_sample():
+  """Beam's batched parse and per-item merge give exactly the examples and rejects of parsing each row and
+  building each item's examples from all its sales at once."""
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data', 'sales_forecast',
+                      'sales_sample.csv')
+  with open(path, newline='') as f:
+    lines = f.read().splitlines()
+  rows = [line_to_row(line, lines[0].split(',')) for line in lines[1:]]
+  by_item, rejected = {}, []
+  for row in rows:
+    sale, reason = sf.parse_sale(row)
+    if reason:
+      rejected.append(reason)
+    else:
+      by_item.setdefault(sale.item_number, []).append(sale)
+  last = max(sf.month_index(s.day) for sales in by_item.values() for s in sales)
+  expected = {'train': [], 'eval': [], 'score': []}
+  for item, sales in by_item.items():
+    for split, example in sf.item_examples(item, sales, last, 3):
+      expected[split].append(repr(sorted(example.items())))
+  assert rejected and all(len(v) > 10 for v in expected.values())
+  with beam.Pipeline() as pipeline:
+    built = sf.build_examples(pipeline | beam.Create(rows), {'eval_months': 3})
+    for split, examples in expected.items():
+      beam_util.assert_that(built.splits[split] | f'Repr[{split}]' >> beam.Map(lambda e: repr(sorted(e.items()))),
+                            beam_util.equal_to(examples), label=split)
+    beam_util.assert_that(built.rejected | beam.Map(lambda r: r['reason']), beam_util.equal_to(rejected),
+                          label='rejected')
