@@ -1,4 +1,7 @@
 """modules.attribution.build_examples: impressions -> journeys, worked by hand, and under Beam."""
+import csv
+import os
+
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
@@ -88,3 +91,32 @@ def test_build_examples_under_beam_counts_every_row():
     assert_that(built.rejected | beam.Map(lambda r: r['reason']),
                 equal_to(['missing_uid', 'unparsable_timestamp', 'truncated_beyond_journey_max_length']),
                 label='rejected')
+
+
+def test_build_examples_in_batches_equals_user_by_user_on_the_bundled_sample():
+  """Impressions parsed in batches and grouped per user give exactly the journeys and rejects of reading each
+  user's touches at once."""
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data', 'attribution',
+                      'impressions_sample.csv')
+  with open(path, newline='') as f:
+    rows = list(csv.DictReader(f))
+  touches, rejected = {}, []
+  for row in rows:
+    parsed, reason = module.parse_impression(row)
+    if reason:
+      rejected.append(reason)
+    else:
+      touches.setdefault(parsed[0], []).append(parsed[1])
+  expected = {'journeys': [], 'truncated': 0}
+  for uid, user_touches in touches.items():
+    for example, dropped in module.journeys(uid, user_touches, 10):
+      expected['journeys'].append(repr(sorted(example.items())))
+      expected['truncated'] += len(dropped)
+  assert expected['truncated'] > 100
+  with beam.Pipeline() as pipeline:
+    built = module.build_examples(pipeline | beam.Create(rows), {'journey_max_length': 10})
+    all_journeys = [built.splits[s] for s in ('train', 'eval', 'test')] | 'All' >> beam.Flatten()
+    assert_that(all_journeys | 'Repr' >> beam.Map(lambda e: repr(sorted(e.items()))),
+                equal_to(expected['journeys']), label='journeys')
+    assert_that(built.rejected | beam.Map(lambda r: r['reason']),
+                equal_to(rejected + ['truncated_beyond_journey_max_length'] * expected['truncated']), label='rejected')
