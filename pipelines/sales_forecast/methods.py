@@ -21,7 +21,7 @@ def simple_exponential_smoothing(history: Sequence[float], alpha: float) -> floa
 def fitted_exponential_smoothing(history: Sequence[float], alphas: Sequence[float]) -> float:
   """Exponential smoothing with the alpha (of `alphas`) whose one-step-ahead in-sample forecasts have the
   smallest mean absolute error on this history; the first alpha while there is nothing to fit (< 3 months)."""
-  values = np.asarray(history, dtype=float)
+  values = [float(value) for value in history]  # Python floats: the same doubles, without NumPy's per-item cost
   if len(values) < 3:
     return simple_exponential_smoothing(values, alphas[0])
   best_alpha, best_error = alphas[0], np.inf
