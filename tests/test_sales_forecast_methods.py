@@ -94,6 +94,16 @@ def test_scaled_features_are_relative_to_the_items_level():
   np.testing.assert_allclose(features[sf.log_feature('naive')].ravel(), np.log([10.0, 100.0]), rtol=1e-6)
 
 
+@pytest.fixture
+def eager():
+  """Keras steps run eagerly: the same computation on a few examples without tracing a GRU graph per call (most of
+  a test's time otherwise)."""
+  tf.config.run_functions_eagerly(True)
+  yield
+  tf.config.run_functions_eagerly(False)
+
+
+@pytest.mark.usefixtures('eager')
 def test_untrained_model_forecasts_the_anchor_and_its_target_inverts():
   features = _features(naive=[9.0, 99.0, 0.0], moving_average=[3.0, 5.0, 1.0], exponential_smoothing=[4.0, 7.0, 0.0])
   config = {**SETTINGS, 'gru_units': 4}
@@ -111,6 +121,7 @@ def test_anchor_is_the_baseline_with_the_lowest_training_mae():
   assert sf.choose_anchor(features, labels) == 'exponential_smoothing'  # errors: naive 5, ma 5, ses 1
 
 
+@pytest.mark.usefixtures('eager')
 def test_fit_keeps_the_anchor_when_training_does_not_improve_the_held_out_months():
   features = _features(naive=[9.0] * 8, moving_average=[9.0] * 8, exponential_smoothing=[9.0] * 8)
   labels = np.log1p(np.full((8, 1), 9.0, np.float32))  # every baseline is exact: nothing to correct
