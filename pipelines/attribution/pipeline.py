@@ -42,9 +42,9 @@ SETTINGS: Dict[str, Any] = {
     'attention_units': 16,
     'learning_rate': 0.005,
     'batch_size': 256,
-    'epochs': 8,                      # at most; stops when the eval loss has not improved for `patience` epochs
+    'epochs': 40,                     # at most; stops when the eval loss has not improved for `patience` epochs
     'patience': 4,
-    'ensemble': 1,                    # members (seeds seed, seed + 1, ...) whose logits the model averages
+    'ensemble': 3,                    # members (seeds seed, seed + 1, ...) whose logits the model averages
     'lr_epochs': 20,                  # logistic regression on campaign counts (the baseline)
     'min_auc': 0.6,                   # blessing: test AUC at least this
     'primary_metric': 'auc',          # champion: the model must beat logistic regression on this (test split)
