@@ -6,7 +6,8 @@ as the pipeline, but in memory: one run is a few minutes on 2 cores instead of ~
 docs/attribution.md's table come from the pipeline; this script measures how much they move with the seeds.
 
 Run: python benchmarks/attribution_variants.py --data IMPRESSIONS.csv --truth GROUND_TRUTH.csv
-     [--seeds 42 43] [--set journey_max_length=20 ...] [--shapley]
+     [--seeds 42 43] [--set ensemble=1 --set journey_max_length=20 ...] [--shapley]
+(each seed trains the pipeline's default ensemble of `ensemble` members unless --set ensemble=1)
 Prints one JSON line per model seed (Spearman, abs. error of removal / shapley) and one for their average credit.
 """
 import argparse
@@ -63,7 +64,8 @@ def credit(model, correction: float, features: Dict[str, np.ndarray], examples: 
   items = []
   for j, e in enumerate(examples):
     n = e['journey_length']
-    items.append((e[module.KEY], baselines.Journey(e[module.CAMPAIGNS][:n], e[module.HOURS][:n], bool(e[module.LABEL])), j))
+    journey = baselines.Journey(e[module.CAMPAIGNS][:n], e[module.HOURS][:n], bool(e[module.LABEL]))
+    items.append((e[module.KEY], journey, j))
   sums: Dict[str, np.ndarray] = {}
   for start in range(0, len(items), 2048):
     batch = counterfactual.credit_batch(items[start:start + 2048], predict, length, 6 if shapley else 0,
