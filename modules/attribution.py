@@ -356,11 +356,37 @@ SEARCH_SPACE = {'embedding_dim': [8, 16, 32], 'rnn_units': [16, 32, 64], 'learni
 TUNED_SETTINGS = tuple(SEARCH_SPACE)
 
 
+def ensemble(members: List[keras.Model]) -> keras.Model:
+  """The members' average: logit = mean of their logits (still f(span) + sum of non-negative touch terms, so a
+  journey without touches keeps its meaning), attention = mean of their attention weights. One member: itself."""
+  if len(members) == 1:
+    return members[0]
+  inputs = {name: keras.Input(shape=tensor.shape[1:], dtype=tensor.dtype, name=name)
+            for name, tensor in members[0].input.items()}
+  outputs = [member(inputs) for member in members]
+  return keras.Model(inputs=inputs, outputs={
+      'logit': keras.layers.Average(name='logit')([o['logit'] for o in outputs]),
+      'attention': keras.layers.Average(name='attention')([o['attention'] for o in outputs])})
+
+
 def fit_conversion_model(features: Dict[str, np.ndarray], labels: np.ndarray, eval_features: Dict[str, np.ndarray],
                          eval_labels: np.ndarray, vocabulary_size: int, config: Dict[str, Any], epochs: int
                          ) -> Tuple[keras.Model, float]:
   """The conversion model trained on `features` (converting journeys oversampled to `positive_ratio`) with the
-  hyperparameters in `config`, and the oversampling factor (its logit offset)."""
+  hyperparameters in `config`, and the oversampling factor (its logit offset): the average of config['ensemble']
+  members trained with the seeds seed, seed + 1, ..., each for at most `epochs` (early stopping on the eval loss,
+  config['patience']). Averaging cuts the seed-to-seed spread of the counterfactual credit."""
+  members = []
+  for member in range(int(config['ensemble'])):
+    model, factor = _fit_member(features, labels, eval_features, eval_labels, vocabulary_size,
+                                {**config, 'seed': int(config['seed']) + member}, epochs)
+    members.append(model)
+  return ensemble(members), factor
+
+
+def _fit_member(features: Dict[str, np.ndarray], labels: np.ndarray, eval_features: Dict[str, np.ndarray],
+                eval_labels: np.ndarray, vocabulary_size: int, config: Dict[str, Any], epochs: int
+                ) -> Tuple[keras.Model, float]:
   seed = int(config['seed'])
   keras.utils.set_random_seed(seed)
   inputs = [CAMPAIGN_INDEX, LOG_HOURS, LOG_SPAN]
@@ -375,7 +401,10 @@ def fit_conversion_model(features: Dict[str, np.ndarray], labels: np.ndarray, ev
   trainable = keras.Model(model.inputs, model.get_layer('logit').output)
   trainable.compile(optimizer=keras.optimizers.Adam(float(config['learning_rate'])),
                     loss=keras.losses.BinaryCrossentropy(from_logits=True))
-  trainable.fit(train, epochs=epochs, validation_data=validation, verbose=2)
+  # Up to `epochs`, stopped when the eval journeys' loss has not improved for `patience` epochs, with the best
+  # weights kept: a fixed few epochs left some seeds on the plateau where only f(span) is learned.
+  stop = keras.callbacks.EarlyStopping(monitor='val_loss', patience=int(config['patience']), restore_best_weights=True)
+  trainable.fit(train, epochs=epochs, validation_data=validation, verbose=2, callbacks=[stop])
   return model, factor
 
 
@@ -391,7 +420,7 @@ def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
 
   def build_and_score(hp: keras_tuner.HyperParameters) -> float:
     model, _ = fit_conversion_model(features, labels, eval_features, eval_labels, vocabulary_size,
-                                    {**config, **hp.values}, epochs)
+                                    {**config, **hp.values, 'ensemble': 1}, epochs)  # one member per trial
     scores = model.predict({k: eval_features[k] for k in (CAMPAIGN_INDEX, LOG_HOURS, LOG_SPAN)}, batch_size=4096,
                            verbose=0)['logit']
     auc = keras.metrics.AUC(num_thresholds=1000)

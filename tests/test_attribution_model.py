@@ -75,6 +75,25 @@ def test_touches_only_add_to_the_odds_and_no_touches_leaves_the_span_term():
   assert logit[0, 0] >= base[0, 0] and logit[1, 0] >= base[1, 0]
 
 
+def test_an_ensemble_averages_its_members_and_keeps_the_no_touch_meaning():
+  """The ensemble's logit is the mean of its members' (so a journey without touches is the mean span term),
+  its attention the mean of theirs (still summing to 1 over the real touches); one member is itself."""
+  members = [_attention_model(), module.build_model(5, L, embedding_dim=4, rnn_units=6, attention_units=3)]
+  model = module.ensemble(members)
+  inputs = {module.CAMPAIGN_INDEX: np.array([[2, 3, 4, 0], [0, 0, 0, 0]], np.int64),
+            module.LOG_HOURS: np.array([[2.0, 1.0, 0.0, 0.0], [0.0] * 4], np.float32),
+            module.LOG_SPAN: np.full((2, 1), 2.0, np.float32)}
+  outputs = [m(inputs) for m in members]
+  combined = model(inputs)
+  np.testing.assert_allclose(combined['logit'], (outputs[0]['logit'] + outputs[1]['logit']) / 2, rtol=1e-5)
+  assert not np.allclose(outputs[0]['logit'], outputs[1]['logit'])  # two different members
+  base = np.mean([m.get_layer('base_logit')(m.get_layer('span_hidden')(inputs[module.LOG_SPAN])).numpy()
+                  for m in members], axis=0)
+  np.testing.assert_allclose(combined['logit'][1], base[1], rtol=1e-5)
+  np.testing.assert_allclose(combined['attention'].numpy()[0].sum(), 1.0, rtol=1e-5)
+  assert module.ensemble(members[:1]) is members[0]
+
+
 def test_campaign_counts_leave_padding_out():
   counts = module.campaign_counts(tf.constant([[2, 2, 1, 0], [3, 0, 0, 0]], tf.int64), vocabulary_size=2).numpy()
   np.testing.assert_array_equal(counts, [[1.0, 2.0, 0.0], [0.0, 0.0, 1.0]])  # first, second campaign, unknown

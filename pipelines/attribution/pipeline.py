@@ -42,7 +42,9 @@ SETTINGS: Dict[str, Any] = {
     'attention_units': 16,
     'learning_rate': 0.005,
     'batch_size': 256,
-    'epochs': 8,
+    'epochs': 40,                     # at most; stops when the eval loss has not improved for `patience` epochs
+    'patience': 4,
+    'ensemble': 3,                    # members (seeds seed, seed + 1, ...) whose logits the model averages
     'lr_epochs': 20,                  # logistic regression on campaign counts (the baseline)
     'min_auc': 0.6,                   # blessing: test AUC at least this
     'primary_metric': 'auc',          # champion: the model must beat logistic regression on this (test split)
@@ -124,7 +126,7 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
 
   hyperparameters = {k: settings[k] for k in (
       'journey_max_length', 'seed', 'positive_ratio', 'embedding_dim', 'rnn_units', 'attention_units',
-      'learning_rate', 'batch_size', 'epochs', 'lr_epochs')}
+      'learning_rate', 'batch_size', 'epochs', 'patience', 'ensemble', 'lr_epochs')}
   tuner = (wiring.tuner(MODULE, transform, validation.schema,
                         {**hyperparameters, 'tuning_trials': settings['tuning_trials']}, version)
            if settings['tuning'] == 'on' else None)
