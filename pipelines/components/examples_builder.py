@@ -140,9 +140,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       for split, split_rows in built.splits.items():
         uri = artifact_utils.get_split_uri([examples], split)
         if takes_batches:
-          _ = (split_rows | f'Unbatch[{split}]' >> beam.FlatMap(lambda batch: batch)
-               | f'Write[{split}]' >> beam.io.WriteToTFRecord(os.path.join(uri, 'data_tfrecord'),
-                                                              file_name_suffix='.gz'))
+          _ = split_rows | f'Write[{split}]' >> beam_io.WriteExampleBatches(uri)  # pylint: disable=no-value-for-parameter
           counters.append(split_rows | f'Count[{split}]' >> beam.Map(lambda b, s=split: (f'examples/{s}', len(b))))
         else:
           _ = split_rows | f'Write[{split}]' >> beam_io.WriteExampleRows(uri)
