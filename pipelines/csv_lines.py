@@ -177,8 +177,8 @@ def _arrow_block(block: bytes, header: Sequence[str], encoding: str) -> Optional
   csv_records would: no quote (a quoted field may span lines), NUL byte, byte-order mark or carriage return
   but before a line feed, every line valid in `encoding`, of the header's width and within csv's field size
   limit, the header's names unique; else None."""
-  if (not block.strip() or _QUOTE in block or _NUL in block or block.count(_CR) != block.count(b'\r\n')
-      or len(set(header)) != len(header)):
+  if (not block.strip() or _QUOTE in block or _NUL in block
+      or (_CR in block and block.count(_CR) != block.count(b'\r\n')) or len(set(header)) != len(header)):
     return None
   try:
     text = block.decode(encoding)
