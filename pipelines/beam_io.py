@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import uuid
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
@@ -158,8 +159,8 @@ def one_worker(beam_pipeline_args: Sequence[str]) -> bool:
 def ReadExampleBatches(pipeline: beam.Pipeline, file_patterns: Sequence[str],  # pylint: disable=invalid-name
                        batch_size: int, spread: bool = True) -> beam.PCollection:
   """Lists of up to batch_size serialized records of the GZIP TFRecord files matching the patterns, each file
-  read in C++ (record_batches) by one worker, the batches then spread over the workers (when `spread`: on one
-  worker (one_worker), 1M CLV examples took 9 CPU-s more with the spreading Reshuffle)."""
+  read in C++ (record_batches) by one worker, the batches then spread over the workers when `spread` (not on
+  one worker (one_worker), where the Reshuffle only encodes and decodes every batch)."""
   files = sorted({path for pattern in file_patterns for path in tf.io.gfile.glob(pattern)})
   batches = (pipeline
              | 'Files' >> beam.Create(files)
@@ -183,8 +184,8 @@ def WriteExampleRows(rows: beam.PCollection, output_dir: str) -> beam.pvalue.PDo
           | 'Write' >> beam.io.WriteToTFRecord(os.path.join(output_dir, 'data_tfrecord'), file_name_suffix='.gz'))
 
 
-GZIP_LEVEL = 1  # zlib level of the TFRecords we write: a third of level 6's CPU (1M CLV rows: 3.8 against 11 s)
-                # for files a third larger; any GZIP reader reads either
+GZIP_LEVEL = 1  # zlib level of the TFRecords we write: a third of level 6's CPU (100k raw CLV examples: 0.4
+                # against 1.2 CPU-s) for files 36% larger; any GZIP reader reads either
 
 
 class _WriteBatchFiles(beam.DoFn):
@@ -200,7 +201,6 @@ class _WriteBatchFiles(beam.DoFn):
 
   def process(self, batch: Sequence[bytes]):
     if self._writer is None:
-      import uuid  # pylint: disable=g-import-not-at-top
       self._path = os.path.join(self._temporary_dir, uuid.uuid4().hex)
       self._writer = tf.io.TFRecordWriter(self._path, tf.io.TFRecordOptions('GZIP', compression_level=GZIP_LEVEL))
     for record in batch:
@@ -228,9 +228,9 @@ def _finalize_files(temporary: List[str], output_dir: str, temporary_dir: str) -
 
 @beam.ptransform_fn
 def WriteExampleBatches(batches: beam.PCollection, output_dir: str) -> beam.pvalue.PDone:  # pylint: disable=invalid-name
-  """Writes lists of serialized records as GZIP TFRecords in output_dir, as WriteToTFRecord writes them one
-  by one (data_tfrecord-SSSSS-of-NNNNN.gz), a file per bundle: 1M CLV examples in 4 CPU-s against 24 for
-  WriteToTFRecord's Python step per record. Files are written under a temporary name and renamed once every
+  """Writes lists of serialized records as GZIP TFRecords in output_dir, named as WriteToTFRecord names them
+  (data_tfrecord-SSSSS-of-NNNNN.gz), a file per bundle, with no Python step per record (WriteToTFRecord has
+  several: framing, checksums, compression). Files are written under a temporary name and renamed once every
   bundle is committed, so a retried bundle's file is never read."""
   temporary_dir = os.path.join(output_dir, '.temp-' + os.urandom(8).hex())
   tf.io.gfile.makedirs(temporary_dir)
