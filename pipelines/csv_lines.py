@@ -391,8 +391,9 @@ def decode_reader_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
 class BatchesExampleGenExecutor(BaseExampleGenExecutor):
   """An ExampleGen executor whose input transform (GetInputSourceToBatchesPTransform, called as
   GetInputSourceToExamplePTransform's) gives lists of serialized tf.Examples, written as they come to the one
-  output split (beam_io.WriteExampleBatches, in the step that reads them). TFX's own Do pays four Python steps
-  a record (hash partition, serialization check, shuffle, write) where one output split needs none."""
+  output split (beam_io.WriteExampleBatches: in the step that reads them on one worker, after a Reshuffle on
+  several, so that the next components' workers get several files). TFX's own Do pays four Python steps a
+  record (hash partition, serialization check, shuffle, write) where one output split needs none."""
 
   @abc.abstractmethod
   def GetInputSourceToBatchesPTransform(self) -> beam.PTransform:
@@ -422,11 +423,12 @@ class BatchesExampleGenExecutor(BaseExampleGenExecutor):
     artifact_utils.get_single_instance(examples).split_names = artifact_utils.encode_split_names(split_names)
     exec_properties['_beam_pipeline_args'] = self._beam_pipeline_args or []
     with self._make_beam_pipeline() as pipeline:
-      _ = (pipeline
-           | 'InputToBatches' >> self.GetInputSourceToBatchesPTransform()(  # pylint: disable=no-value-for-parameter
-               exec_properties, input_config.splits[0].pattern)
-           | 'Write' >> beam_io.WriteExampleBatches(  # pylint: disable=no-value-for-parameter
-               artifact_utils.get_split_uri(examples, split_names[0])))
+      batches = pipeline | 'InputToBatches' >> self.GetInputSourceToBatchesPTransform()(  # pylint: disable=no-value-for-parameter
+          exec_properties, input_config.splits[0].pattern)
+      if not beam_io.one_worker(self._beam_pipeline_args or []):  # several files for the next steps' workers
+        batches = batches | 'SpreadBatches' >> beam.Reshuffle()
+      _ = batches | 'Write' >> beam_io.WriteExampleBatches(  # pylint: disable=no-value-for-parameter
+          artifact_utils.get_split_uri(examples, split_names[0]))
     for artifact in examples:
       examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
       examples_utils.set_file_format(artifact, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))

@@ -96,3 +96,10 @@ def test_batches_are_written_as_gzip_tfrecords_once_each(batches, tmp_path):
   assert files and all(os.path.basename(f).startswith('data_tfrecord-') for f in files)  # no temporary left
   read = [record for path in files for batch in beam_io.record_batches(path, 7) for record in batch.tolist()]
   assert sorted(read) == sorted(record for batch in batches for record in batch)
+
+
+def test_one_worker_is_the_in_process_runner_only():
+  from pipelines import runners  # pylint: disable=g-import-not-at-top
+  assert beam_io.one_worker(runners.direct_runner_args('in_memory', 1)) and beam_io.one_worker([])
+  assert not beam_io.one_worker(runners.direct_runner_args('multi_processing', 0))
+  assert not beam_io.one_worker(['--runner=DataflowRunner', '--project=p', '--region=r'])
