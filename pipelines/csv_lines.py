@@ -13,9 +13,11 @@ CsvExampleGen fails a whole run on one line with a wrong field count or a byte n
 reads local and gs:// CSV files through CsvRowsExecutor (pipelines/example_gens.py) instead.
 """
 import abc
+import codecs
 import csv
 import gzip
 import io
+import itertools
 import json
 import os
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -23,6 +25,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+from pyarrow import csv as pa_csv
 import tensorflow as tf
 from tfx import types
 from tfx.components.example_gen import utils as example_gen_utils
@@ -53,14 +56,16 @@ def open_binary(path: str) -> io.IOBase:
   return gzip.GzipFile(fileobj=raw) if path.endswith('.gz') else raw
 
 
-def csv_records(raw_lines: Iterable[bytes], encoding: str = DEFAULT_ENCODING) -> Iterator[Tuple[Record, str]]:
+def csv_records(raw_lines: Iterable[bytes], encoding: str = DEFAULT_ENCODING, file_start: bool = True
+                ) -> Iterator[Tuple[Record, str]]:
   """((fields, text), reason) for each CSV record of the byte lines: reason '' for a readable record (fields
   as csv.reader gives them, a quoted line break kept), BAD_ENCODING for a line that does not decode (fields
   None, its text decoded with U+FFFD for the bad bytes) and WRONG_FIELD_COUNT for a line csv cannot read (a
-  NUL byte). A byte-order mark at the start is dropped; blank lines are skipped."""
+  NUL byte). A byte-order mark at the start is dropped (when the lines are a file's first: `file_start`);
+  blank lines are skipped. Lines are pulled only as the records need them."""
   consumed: List[str] = []
   bad: List[str] = []
-  first = [True]
+  first = [file_start]
 
   def decoded() -> Iterator[str]:
     for raw in raw_lines:
@@ -159,6 +164,106 @@ def file_records(path: str, encoding: str) -> Iterator[Tuple[Record, str]]:
     yield from records
 
 
+# ---------------------------------------------------------------------------------------------------
+# The fast path: blocks of plain lines read by Arrow's C++ CSV reader, the others by csv_records
+# ---------------------------------------------------------------------------------------------------
+
+BLOCK_BYTES = 1 << 20  # bytes of a file taken at a time (about 4,500 rows of CLV customers)
+_QUOTE, _NUL, _CR, _NEWLINE = b'"', b'\x00', b'\r', b'\n'
+
+
+def _arrow_block(block: bytes, header: Sequence[str], encoding: str) -> Optional[pa.Table]:
+  """The records of a block of whole lines as binary columns (UTF-8), read by Arrow, when Arrow reads them as
+  csv_records would: no quote (a quoted field may span lines), NUL byte, byte-order mark or carriage return
+  but before a line feed, every line valid in `encoding`, of the header's width and within csv's field size
+  limit, the header's names unique; else None."""
+  if (not block.strip() or _QUOTE in block or _NUL in block
+      or (_CR in block and block.count(_CR) != block.count(b'\r\n')) or len(set(header)) != len(header)):
+    return None
+  try:
+    text = block.decode(encoding)
+  except UnicodeDecodeError:
+    return None
+  if _BOM in text:  # some codecs drop it at the start of each line they decode
+    return None
+  ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == ord(_NEWLINE)) + 1
+  if np.diff(ends, prepend=0, append=len(block)).max() >= csv.field_size_limit():
+    return None  # csv refuses a field this long (the line is rejected)
+  data = block if codecs.lookup(encoding).name == 'utf-8' else text.encode('utf-8')
+  widths_differ = []
+
+  def other_width(_) -> str:
+    widths_differ.append(True)
+    return 'skip'
+
+  # open_csv, not read_csv: on Python 3.10 read_csv's signal handler walks the garbage collector's referrers
+  # (80 ms a call in a process holding TensorFlow); a handler, not an error, for a line of another width
+  table = pa_csv.open_csv(
+      io.BytesIO(data), read_options=pa_csv.ReadOptions(column_names=list(header), use_threads=False,
+                                                        block_size=len(data) + 1),
+      parse_options=pa_csv.ParseOptions(quote_char=False, ignore_empty_lines=True, invalid_row_handler=other_width),
+      convert_options=pa_csv.ConvertOptions(column_types={name: pa.large_binary() for name in header},
+                                            strings_can_be_null=False)).read_all()
+  return None if widths_differ else table
+
+
+def _lines_after(stream: io.IOBase, pending: List[bytes]) -> Iterator[bytes]:
+  """The lines of pending[0] (bytes already read) and then of the stream, each ending in its line feed; what
+  is left of pending[0] stays there as lines are taken."""
+  while True:
+    head, newline, rest = pending[0].partition(_NEWLINE)
+    if newline:
+      pending[0] = rest
+      yield head + newline
+      continue
+    line = head + stream.readline()
+    pending[0] = b''
+    if not line:
+      return
+    yield line
+
+
+def file_blocks(path: str, header: Sequence[str], encoding: str) -> Iterator[Any]:
+  """What file_records gives, in order, a block of lines at a time: a pa.Table of the block's records
+  (_arrow_block) where Arrow reads them exactly, else the block's file_records; a record that a quote carries
+  past the block's end is read on with it."""
+  with open_binary(path) as stream:
+    pending = [b'']
+    next(csv_records(_lines_after(stream, pending), encoding), None)  # the header, pulled line by line
+    while True:
+      chunk = stream.read(BLOCK_BYTES)
+      data = pending[0] + chunk
+      cut = len(data) if not chunk else data.rfind(_NEWLINE) + 1
+      block, pending[0] = data[:cut], data[cut:]
+      table = _arrow_block(block, header, encoding) if block else None
+      if table is not None:
+        yield table
+      elif block:
+        yield list(_records_from(block, stream, pending, encoding))
+      if not chunk:
+        return
+
+
+def _records_from(block: bytes, stream: io.IOBase, pending: List[bytes], encoding: str
+                  ) -> Iterator[Tuple[Record, str]]:
+  """csv_records of the block's lines, then of the lines after it until a record ends at or after the
+  block's end (a quoted line break may carry one past it)."""
+  lines = block.split(_NEWLINE)
+  lines = [line + _NEWLINE for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+  pulled = [0]
+
+  def counted(source: Iterable[bytes]) -> Iterator[bytes]:
+    for line in source:
+      pulled[0] += 1
+      yield line
+
+  for item in csv_records(counted(itertools.chain(lines, _lines_after(stream, pending))), encoding,
+                          file_start=False):
+    yield item
+    if item[1] != BAD_ENCODING and pulled[0] >= len(lines):
+      return
+
+
 def _batches(items: Iterator[Any], size: int) -> Iterator[List[Any]]:
   batch: List[Any] = []
   for item in items:
@@ -231,9 +336,24 @@ def records_to_serialized_examples(header: Sequence[str], records: Sequence[Tupl
   return serialized
 
 
+def table_to_serialized_examples(table: pa.Table) -> List[bytes]:
+  """Serialized tf.Examples of a table of binary columns, one bytes feature per column (what
+  records_to_serialized_examples gives for the same records)."""
+  serialized: List[bytes] = []
+  for batch in table.to_batches():
+    offsets = pa.array(np.arange(batch.num_rows + 1), type=pa.int64())
+    serialized += _ENCODER.encode(pa.RecordBatch.from_arrays(
+        [pa.LargeListArray.from_arrays(offsets, column) for column in batch.columns], batch.schema.names))
+  return serialized
+
+
 def _examples_of_file(path: str, header: List[str], encoding: str) -> Iterator[List[bytes]]:
-  for batch in _batches(file_records(path, encoding), BATCH_ROWS):
-    yield records_to_serialized_examples(header, batch)
+  for block in file_blocks(path, header, encoding):
+    if isinstance(block, pa.Table):
+      yield table_to_serialized_examples(block)
+    else:
+      for batch in _batches(iter(block), BATCH_ROWS):
+        yield records_to_serialized_examples(header, batch)
 
 
 @beam.ptransform_fn
@@ -244,8 +364,7 @@ def ReadCsvExamples(pipeline: beam.Pipeline, pattern: str, required: Sequence[st
   files, header = _matching_files(pattern, required, encoding)
   return (pipeline
           | 'Files' >> beam.Create(files)
-          | 'ReadBatches' >> beam.FlatMap(_examples_of_file, header, encoding)
-          | 'SpreadBatches' >> beam.Reshuffle())
+          | 'ReadBatches' >> beam.FlatMap(_examples_of_file, header, encoding))
 
 
 def encode_reader_config(encoding: str, required: Sequence[str]) -> example_gen_pb2.CustomConfig:
@@ -272,8 +391,9 @@ def decode_reader_config(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
 class BatchesExampleGenExecutor(BaseExampleGenExecutor):
   """An ExampleGen executor whose input transform (GetInputSourceToBatchesPTransform, called as
   GetInputSourceToExamplePTransform's) gives lists of serialized tf.Examples, written as they come to the one
-  output split. TFX's own Do pays four Python steps a record (hash partition, serialization check, shuffle,
-  write) where one output split needs none but the write."""
+  output split (beam_io.WriteExampleBatches: in the step that reads them on one worker, after a Reshuffle on
+  several, so that the next components' workers get several files). TFX's own Do pays four Python steps a
+  record (hash partition, serialization check, shuffle, write) where one output split needs none."""
 
   @abc.abstractmethod
   def GetInputSourceToBatchesPTransform(self) -> beam.PTransform:
@@ -303,13 +423,12 @@ class BatchesExampleGenExecutor(BaseExampleGenExecutor):
     artifact_utils.get_single_instance(examples).split_names = artifact_utils.encode_split_names(split_names)
     exec_properties['_beam_pipeline_args'] = self._beam_pipeline_args or []
     with self._make_beam_pipeline() as pipeline:
-      _ = (pipeline
-           | 'InputToBatches' >> self.GetInputSourceToBatchesPTransform()(  # pylint: disable=no-value-for-parameter
-               exec_properties, input_config.splits[0].pattern)
-           | 'Unbatch' >> beam.FlatMap(lambda batch: batch)
-           | 'Write' >> beam.io.WriteToTFRecord(
-               os.path.join(artifact_utils.get_split_uri(examples, split_names[0]), 'data_tfrecord'),
-               file_name_suffix='.gz'))
+      batches = pipeline | 'InputToBatches' >> self.GetInputSourceToBatchesPTransform()(  # pylint: disable=no-value-for-parameter
+          exec_properties, input_config.splits[0].pattern)
+      if not beam_io.one_worker(self._beam_pipeline_args or []):  # several files for the next steps' workers
+        batches = batches | 'SpreadBatches' >> beam.Reshuffle()
+      _ = batches | 'Write' >> beam_io.WriteExampleBatches(  # pylint: disable=no-value-for-parameter
+          artifact_utils.get_split_uri(examples, split_names[0]))
     for artifact in examples:
       examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
       examples_utils.set_file_format(artifact, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))

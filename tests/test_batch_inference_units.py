@@ -8,6 +8,7 @@ import functools
 import glob
 import gzip
 import io
+import itertools
 import json
 import os
 import threading
@@ -176,10 +177,13 @@ def test_the_columnar_check_gives_the_examples_reasons_and_records_of_the_row_ch
     csv.writer(f).writerows([header] + rows)
   records = list(csv_lines.file_records(path, 'utf-8'))
   serialized = csv_lines.records_to_serialized_examples(header, records)
-  for batch in (serialized[:1000], serialized[1000:]):
-    columnar = bi._check_columnar(batch, clv.KEY, CLV_LIKE_SPEC)  # pylint: disable=protected-access
+  parser = bi.BytesParser([clv.KEY, *CLV_LIKE_SPEC])
+  assert parser(serialized[:10]) is not None  # the CSV reader's examples: every feature a list of bytes
+  assert parser([beam_io.row_to_example({clv.KEY: 'a', 'frequency': 3}).SerializeToString()]) is None
+  for batch, batch_parser in itertools.product((serialized[:1000], serialized[1000:]), (None, parser)):
+    columnar = bi._check_columnar(batch, clv.KEY, CLV_LIKE_SPEC, batch_parser)  # pylint: disable=protected-access
     by_row = bi._check_rows(batch, clv.KEY, CLV_LIKE_SPEC)  # pylint: disable=protected-access
-    assert sorted(columnar[0]) == sorted(by_row[0])
+    assert sorted(columnar[0].to_pylist()) == sorted(by_row[0].to_pylist())
     key = functools.partial(json.dumps, sort_keys=True)
     decoded = [sorted(map(beam_io.serialized_example_to_row, result[1]), key=key) for result in (columnar, by_row)]
     assert decoded[0] == decoded[1]

@@ -85,3 +85,21 @@ def test_a_uniform_batch_is_encoded_in_cpp_as_row_to_example_would(monkeypatch):
 ], ids=['none', 'missing', 'mixed_kinds', 'empty_list', 'other_names', 'no_features', 'no_rows'])
 def test_other_batches_are_converted_row_by_row(rows):
   assert _parsed(beam_io.rows_to_serialized_examples(rows)) == [beam_io.row_to_example(row) for row in rows]
+
+
+@pytest.mark.parametrize('batches', [[[b'r%d-%d' % (i, j) for j in range(i + 1)] for i in range(40)], []],
+                         ids=['batches', 'none'])
+def test_batches_are_written_as_gzip_tfrecords_once_each(batches, tmp_path):
+  with beam.Pipeline() as pipeline:
+    _ = pipeline | beam.Create(batches) | beam_io.WriteExampleBatches(str(tmp_path))  # pylint: disable=no-value-for-parameter
+  files = sorted(os.path.join(tmp_path, name) for name in os.listdir(tmp_path))
+  assert files and all(os.path.basename(f).startswith('data_tfrecord-') for f in files)  # no temporary left
+  read = [record for path in files for batch in beam_io.record_batches(path, 7) for record in batch.tolist()]
+  assert sorted(read) == sorted(record for batch in batches for record in batch)
+
+
+def test_one_worker_is_the_in_process_runner_only():
+  from pipelines import runners  # pylint: disable=g-import-not-at-top
+  assert beam_io.one_worker(runners.direct_runner_args('in_memory', 1)) and beam_io.one_worker([])
+  assert not beam_io.one_worker(runners.direct_runner_args('multi_processing', 0))
+  assert not beam_io.one_worker(['--runner=DataflowRunner', '--project=p', '--region=r'])

@@ -1,7 +1,9 @@
 """pipelines.csv_lines: CSV files (plain and gzipped) read as CSV defines them on real Beam, bad lines kept as
 rejected rows with their reason and original text."""
+import collections
 import functools
 import gzip
+import json
 import re
 
 import apache_beam as beam
@@ -90,3 +92,32 @@ def test_files_that_cannot_be_read_as_one_table_are_refused(files, message, tmp_
     with test_pipeline.TestPipeline() as pipeline:
       _ = pipeline | csv_lines.ReadCsvExamples(  # pylint: disable=no-value-for-parameter
           str(tmp_path / '*.csv'), required=['id'])
+
+
+@pytest.mark.parametrize('block_bytes,encoding,gzipped', [(64, 'utf-8', False), (300, 'cp1252', True),
+                                                          (1 << 20, 'utf-8', True)])
+def test_the_arrow_blocks_give_the_examples_and_rejects_of_the_per_line_reader(block_bytes, encoding, gzipped,
+                                                                               tmp_path, monkeypatch):
+  """Plain lines with the spreadsheet's bad ones (and a quoted line break across a block's end) among them:
+  file_blocks' Arrow tables and per-line blocks give what file_records gives, record for record."""
+  monkeypatch.setattr(csv_lines, 'BLOCK_BYTES', block_bytes)
+  plain = [b'%03d,%d.5,n%d\r\n' % (i, i, i) for i in range(200)]
+  bad = [b'012,"a\r\n\r\nb",x\r\n', b'013,caf\xe9,\r\n', b'014,3,c\x00d\r\n', b'015,4\r\n', b'016,1,2,3\r\n',
+         b'\r\n', b'017,a\rb,c\r\n', b'018,\xef\xbb\xbf,c\r\n', b' \r\n']
+  for index, line in enumerate(bad):
+    plain.insert(index * 20 + 7, line)
+  path = str(tmp_path / ('a.csv.gz' if gzipped else 'a.csv'))
+  _write(path, b'\xef\xbb\xbfid, x ,note\r\n' + b''.join(plain) + b'019,9,last')
+  header = csv_lines.csv_header(path, encoding)
+  blocks = list(csv_lines.file_blocks(path, header, encoding))
+  assert any(isinstance(block, csv_lines.pa.Table) for block in blocks)
+  fast = [example for batch in csv_lines._examples_of_file(path, header, encoding)  # pylint: disable=protected-access
+          for example in batch]
+  by_line = csv_lines.records_to_serialized_examples(header, list(csv_lines.file_records(path, encoding)))
+  rows = [sorted(json.dumps(beam_io.serialized_example_to_row(e), sort_keys=True) for e in examples)
+          for examples in (fast, by_line)]
+  assert rows[0] == rows[1]
+  assert len(fast) == 200 + len(bad) - 1 + 1  # the blank line is no row; the last line has no line end
+  reasons = collections.Counter(beam_io.serialized_example_to_row(e).get(csv_lines.REJECTED_REASON) for e in fast)
+  assert reasons[csv_lines.WRONG_FIELD_COUNT] == 5
+  assert reasons[csv_lines.BAD_ENCODING] == (1 if encoding == 'utf-8' else 0)

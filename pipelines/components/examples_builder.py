@@ -92,7 +92,11 @@ _UNREADABLE_MARK = csv_lines.REJECTED_REASON.encode('utf-8')
 
 def _split_unreadable_batch(batch: List[bytes]):
   """A batch of serialized raw examples without those the reader could not read (tagged 'unreadable' as
-  _split_unreadable tags them); a byte search finds the candidates without parsing every example."""
+  _split_unreadable tags them); a byte search finds the candidates without parsing every example, one search
+  of the whole batch first."""
+  if _UNREADABLE_MARK not in b''.join(batch):
+    yield batch
+    return
   kept = []
   for record in batch:
     row = beam_io.serialized_example_to_row(record) if _UNREADABLE_MARK in record else None
@@ -122,7 +126,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       patterns = [io_utils.all_files_pattern(artifact_utils.get_split_uri([raw_examples], split))
                   for split in input_splits]
       if takes_batches:
-        inputs = pipeline | 'ReadBatches' >> beam_io.ReadExampleBatches(patterns, BATCH_ROWS)
+        inputs = pipeline | 'ReadBatches' >> beam_io.ReadExampleBatches(  # pylint: disable=no-value-for-parameter
+            patterns, BATCH_ROWS, spread=not beam_io.one_worker(self._beam_pipeline_args or []))
         readable = inputs | 'SplitUnreadable' >> beam.FlatMap(_split_unreadable_batch).with_outputs(
             'unreadable', main='rows')
         counters = [inputs | 'CountRowsIn' >> beam.Map(lambda batch: ('rows_in', len(batch)))]
@@ -140,9 +145,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       for split, split_rows in built.splits.items():
         uri = artifact_utils.get_split_uri([examples], split)
         if takes_batches:
-          _ = (split_rows | f'Unbatch[{split}]' >> beam.FlatMap(lambda batch: batch)
-               | f'Write[{split}]' >> beam.io.WriteToTFRecord(os.path.join(uri, 'data_tfrecord'),
-                                                              file_name_suffix='.gz'))
+          _ = split_rows | f'Write[{split}]' >> beam_io.WriteExampleBatches(uri)  # pylint: disable=no-value-for-parameter
           counters.append(split_rows | f'Count[{split}]' >> beam.Map(lambda b, s=split: (f'examples/{s}', len(b))))
         else:
           _ = split_rows | f'Write[{split}]' >> beam_io.WriteExampleRows(uri)
