@@ -9,7 +9,6 @@ impression). Per uid, impressions in time order form journeys; a conversion clos
 journey is padded to `journey_max_length` with a mask.
 """
 import hashlib
-import itertools
 import math
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -130,15 +129,14 @@ def assign_split(journey_id: str) -> str:
 
 
 class _UserJourneys(beam.DoFn):
-  """(uid, its touches in lists, one per input batch) -> journeys in their split (and in `converting`), truncated
-  touches as rejected rows."""
+  """(uid, touches) -> journeys in their split (and in `converting`), truncated touches as rejected rows."""
 
   def __init__(self, max_length: int):
     self._max_length = max_length
 
   def process(self, element):
-    uid, batches = element
-    for example, dropped in journeys(uid, itertools.chain.from_iterable(batches), self._max_length):
+    uid, touches = element
+    for example, dropped in journeys(uid, touches, self._max_length):
       for timestamp, campaign, conversion in dropped:
         yield beam.pvalue.TaggedOutput('rejected', {
             'reason': 'truncated_beyond_journey_max_length',
@@ -149,17 +147,12 @@ class _UserJourneys(beam.DoFn):
         yield beam.pvalue.TaggedOutput(CONVERTING_SPLIT, example)
 
 
-def _parse_batch(rows: List[Dict[str, Any]]):
-  """A batch of rows -> (uid, its touches in the batch) per user, and each rejected row with its reason (tagged
-  `rejected`): one element per user and batch, not per impression, goes to the group-by."""
-  by_user: Dict[str, List[Touch]] = {}
-  for row in rows:
-    parsed, reason = parse_impression(row)
-    if reason:
-      yield beam.pvalue.TaggedOutput('rejected', {'reason': reason, 'record': row})
-    else:
-      by_user.setdefault(parsed[0], []).append(parsed[1])
-  yield from by_user.items()
+def _parse_or_reject(row: Dict[str, Any]):
+  parsed, reason = parse_impression(row)
+  if reason:
+    yield beam.pvalue.TaggedOutput('rejected', {'reason': reason, 'record': row})
+  else:
+    yield parsed
 
 
 def build_examples(rows: beam.PCollection, params: Dict[str, Any]) -> BuiltExamples:
@@ -169,9 +162,9 @@ def build_examples(rows: beam.PCollection, params: Dict[str, Any]) -> BuiltExamp
   Rejects: missing_uid, missing_campaign, unparsable_timestamp, unparsable_conversion (rows) and
   truncated_beyond_journey_max_length (touches a long journey dropped, with its journey_id).
   """
-  parsed = (rows
-            | 'Batch' >> beam.BatchElements(min_batch_size=100, max_batch_size=5000)
-            | 'Parse' >> beam.FlatMap(_parse_batch).with_outputs('rejected', main='valid'))
+  # Per row, not in batches: impression logs come in time order, so a batch holds about one touch per user and
+  # grouping within it saved nothing (measured: benchmarks/RESULTS.md, 2026-12-04).
+  parsed = rows | 'Parse' >> beam.FlatMap(_parse_or_reject).with_outputs('rejected', main='valid')
   split_names = [name for name, _ in SPLITS] + [CONVERTING_SPLIT]
   built = (parsed.valid
            | 'GroupByUser' >> beam.GroupByKey()
