@@ -13,7 +13,6 @@ months -> `eval`, the latest month (no label yet) -> `score`.
 import calendar
 import datetime
 import json
-import math
 import os
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
@@ -31,7 +30,7 @@ from tfx_bsl.public import tfxio
 
 from pipelines import tuning
 from pipelines.components.examples_builder import BuiltExamples
-from pipelines.parsing import FLOAT32_MAX, parse_finite_float
+from pipelines.parsing import parse_finite_float
 from pipelines.sales_forecast import methods
 
 COLUMNS = ['date', 'store_number', 'item_number', 'item_description', 'category_name', 'vendor_name', 'pack',
@@ -96,13 +95,11 @@ def parse_number(value: Any) -> float:
   """A finite number from an int, float or string ('$12.50' and '1,234' accepted); ValueError otherwise."""
   if isinstance(value, str):
     try:
-      number = float(value)  # the common case, and every string float() takes has no '$' or ','
+      return parse_finite_float(value)  # the common case: a string float() reads has no '$' or ','
     except ValueError:
-      return parse_finite_float(value.strip().replace('$', '').replace(',', ''))
-    if not math.isfinite(number) or abs(number) > FLOAT32_MAX:
-      raise ValueError(f'not a finite float32 number: {value!r}')
-    return number
-  return parse_finite_float(str(value).strip().replace('$', '').replace(',', '') if isinstance(value, bytes) else value)
+      pass
+  return parse_finite_float(str(value).strip().replace('$', '').replace(',', '')
+                            if isinstance(value, (str, bytes)) else value)
 
 
 def _empty(value: Any) -> bool:
