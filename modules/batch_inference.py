@@ -9,7 +9,7 @@ carried untouched. The one split it writes, `score`, is what BulkInferrer scores
 """
 import dataclasses
 import itertools
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 import numpy as np
@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import tensorflow as tf
 from tfx_bsl.coders import example_coder
 
-from pipelines import beam_io
+from pipelines import arrow_io, beam_io
 from pipelines.components.examples_builder import BuiltExamples, batched
 from pipelines.parsing import FLOAT32_MAX, parse_finite_float
 
@@ -131,11 +131,13 @@ def _key_text(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Batches: serialized raw examples -> (keys, serialized model examples) + rejected rows, columnar
+# Batches: raw rows (serialized tf.Examples or RecordBatches) -> (keys, serialized model examples) + rejected
+# rows, columnar
 # ---------------------------------------------------------------------------------------------------
 
 Checked = Tuple[pa.Array, List[bytes], List[Dict[str, Any]]]  # (key texts (large_string), serialized examples,
                                                                # rejected)
+Batch = Union[Sequence[bytes], pa.RecordBatch]  # serialized raw tf.Examples, or raw rows read from Parquet
 _DECODER = example_coder.ExamplesToRecordBatchDecoder()
 _ENCODER = example_coder.RecordBatchToExamplesEncoder()
 
@@ -145,11 +147,17 @@ class _NotColumnar(Exception):
   it is checked row by row instead, with the same result."""
 
 
-def _check_rows(serialized: Sequence[bytes], key_column: str, spec: Dict[str, FeatureInput]) -> Checked:
-  """check_row of each example of the batch; the valid ones serialized."""
+def _rows(batch: Batch) -> List[Dict[str, Any]]:
+  """The batch's rows as dicts (beam_io.serialized_example_to_row, arrow_io.batch_rows: the same dicts)."""
+  if isinstance(batch, pa.RecordBatch):
+    return arrow_io.batch_rows(batch)
+  return [beam_io.serialized_example_to_row(record) for record in batch]
+
+
+def _check_rows(batch: Batch, key_column: str, spec: Dict[str, FeatureInput]) -> Checked:
+  """check_row of each row of the batch; the valid ones serialized."""
   keys, valid, rejected = [], [], []
-  for record in serialized:
-    row = beam_io.serialized_example_to_row(record)
+  for row in _rows(batch):
     example, reason = check_row(row, key_column, spec)
     if reason:
       rejected.append({'reason': reason, 'record': row})
@@ -198,19 +206,28 @@ class BytesParser:
             for name, (rows, values) in fetched.items()}
 
 
-def _decoded_columns(serialized: Sequence[bytes], names: Sequence[str], parser: Optional[BytesParser]
-                     ) -> Dict[str, Column]:
-  """{name: Column} of each named feature that the batch has: by `parser` when it takes the batch, else by
-  tfx_bsl's decoder (any kinds)."""
-  columns = parser(serialized) if parser is not None else None
-  if columns is not None:
-    return {name: column for name, column in columns.items() if column[0].any()}
-  batch = _DECODER.DecodeBatch(list(serialized))
+def _arrow_columns(batch: pa.RecordBatch, names: Sequence[str]) -> Dict[str, Column]:
+  """{name: Column} of each named column of the batch with a value in some row (a null is no value)."""
   columns = {}
   for name in set(names) & set(batch.schema.names):
     column = batch.column(batch.schema.get_field_index(name))
-    columns[name] = (pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False), column.flatten())
-  return columns
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+      lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+      columns[name] = (lengths, column.flatten())
+    else:
+      columns[name] = (column.is_valid().to_numpy(zero_copy_only=False).astype(np.int64), column.drop_null())
+  return {name: column for name, column in columns.items() if column[0].any()}
+
+
+def _decoded_columns(batch: Batch, names: Sequence[str], parser: Optional[BytesParser]) -> Dict[str, Column]:
+  """{name: Column} of each named feature that the batch has: a RecordBatch's columns as they are; serialized
+  examples by `parser` when it takes the batch, else by tfx_bsl's decoder (any kinds)."""
+  if isinstance(batch, pa.RecordBatch):
+    return _arrow_columns(batch, names)
+  columns = parser(batch) if parser is not None else None
+  if columns is not None:
+    return {name: column for name, column in columns.items() if column[0].any()}
+  return _arrow_columns(_DECODER.DecodeBatch(list(batch)), names)
 
 
 def _present_values(rows: int, column: Optional[Column]) -> Tuple[np.ndarray, Optional[pa.Array]]:
@@ -264,13 +281,13 @@ def _one_value_lists(values: pa.Array) -> pa.Array:
   return pa.LargeListArray.from_arrays(pa.array(np.arange(len(values) + 1), type=pa.int64()), values)
 
 
-def _check_columnar(serialized: Sequence[bytes], key_column: str, spec: Dict[str, FeatureInput],
+def _check_columnar(batch: Batch, key_column: str, spec: Dict[str, FeatureInput],
                     parser: Optional[BytesParser] = None) -> Checked:
   """_check_rows of a batch, decoded (by `parser` where it takes the batch), checked and converted column by
   column (tfx_bsl's C++ coders, NumPy and pandas); rows are decoded one by one only when rejected. _NotColumnar
   for a batch it does not take."""
-  decoded = _decoded_columns(serialized, [key_column, *spec], parser)
-  rows = len(serialized)
+  decoded = _decoded_columns(batch, [key_column, *spec], parser)
+  rows = len(batch)
   reasons = np.full(rows, '', dtype=object)
   present, keys = _present_values(rows, decoded.get(key_column))
   reasons[~present] = 'missing_key'
@@ -289,17 +306,19 @@ def _check_columnar(serialized: Sequence[bytes], key_column: str, spec: Dict[str
     if feature.required:
       reasons[~present & (reasons == '')] = 'missing_value'
     columns[name] = (present, values)
-  return _encode_valid(serialized, reasons, columns, key_column)
+  return _encode_valid(batch, reasons, columns, key_column)
 
 
-def _encode_valid(serialized: Sequence[bytes], reasons: np.ndarray,
+def _encode_valid(batch: Batch, reasons: np.ndarray,
                   columns: Dict[str, Tuple[np.ndarray, Optional[pa.Array]]], key_column: str) -> Checked:
   """(keys, serialized examples, rejected) from checked columns: the rows without a reason, grouped by which
   optional features they have (tfx_bsl writes a missing value as a feature of no kind, which the model's
   parser refuses), each group encoded in C++."""
   valid = reasons == ''
-  rejected = [{'reason': reasons[i], 'record': beam_io.serialized_example_to_row(serialized[i])}
-              for i in np.flatnonzero(~valid)]
+  bad = np.flatnonzero(~valid)
+  rejected = [{'reason': reasons[i], 'record': record}
+              for i, record in zip(bad, _rows(batch.take(pa.array(bad)) if isinstance(batch, pa.RecordBatch)
+                                               else [batch[i] for i in bad]))]
   # each column's values indexed by row (-1: none)
   positions = {}
   for name, (present, _) in columns.items():
@@ -322,18 +341,18 @@ def _encode_valid(serialized: Sequence[bytes], reasons: np.ndarray,
   return pa.concat_arrays(keys), out, rejected
 
 
-def check_batch(serialized: Sequence[bytes], key_column: str, spec: Dict[str, FeatureInput],
+def check_batch(batch: Batch, key_column: str, spec: Dict[str, FeatureInput],
                 parser: Optional[BytesParser] = None) -> Checked:
-  """(key text of each valid row, its serialized example, rejected rows with their reason) of a batch of
-  serialized raw examples: what check_row gives row by row (the same examples, reasons and records), checked
+  """(key text of each valid row, its serialized example, rejected rows with their reason) of a batch of raw
+  rows (serialized tf.Examples or a RecordBatch): what check_row gives row by row (the same examples, reasons and records), checked
   column by column where the batch allows it (parsed by `parser`, a BytesParser of the key and the spec's
   features, where it takes the batch)."""
-  if not serialized:
+  if not len(batch):  # pylint: disable=g-explicit-length-test  (a RecordBatch has no truth value)
     return pa.array([], type=pa.large_string()), [], []
   try:
-    return _check_columnar(serialized, key_column, spec, parser)
+    return _check_columnar(batch, key_column, spec, parser)
   except (_NotColumnar, RuntimeError, pa.ArrowException):  # RuntimeError: kinds differ within a feature
-    return _check_rows(serialized, key_column, spec)
+    return _check_rows(batch, key_column, spec)
 
 
 class _CheckBatches(beam.DoFn):
@@ -351,8 +370,8 @@ class _CheckBatches(beam.DoFn):
     self._spec = model_input_spec(self._model_dir, self._signature)
     self._parser = BytesParser([self._key_column, *self._spec])
 
-  def process(self, serialized: List[bytes]):
-    keys, examples, rejected = check_batch(serialized, self._key_column, self._spec, self._parser)
+  def process(self, batch: Batch):
+    keys, examples, rejected = check_batch(batch, self._key_column, self._spec, self._parser)
     for record in rejected:
       yield beam.pvalue.TaggedOutput('rejected', record)
     if examples:
@@ -398,8 +417,8 @@ def _unique_only(checked: Tuple[pa.Array, List[bytes]], duplicates: pa.Array):
 
 @batched
 def build_examples(batches: beam.PCollection, params: Dict[str, Any]) -> BuiltExamples:
-  """Batches of serialized keyed raw examples -> batches of `score` examples for the model, and rejected rows
-  with their reason (REASONS).
+  """Batches of keyed raw rows (serialized tf.Examples, or RecordBatches from a Parquet payload) -> batches of
+  `score` examples for the model, and rejected rows with their reason (REASONS).
 
   params: key_column, model_dir (a SavedModel folder), signature (its serving signature), unique_keys (reject
   every row of a key that occurs more than once: the keys are compared, not the rows grouped).

@@ -37,7 +37,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 from tfx_bsl.coders import example_coder
 
-from pipelines import beam_io
+from pipelines import arrow_io, beam_io
 
 REJECTED_REASON = '__rejected_reason__'  # on a row the reader could not read: why
 REJECTED_LINE = '__rejected_line__'      # ... and the original text of the line(s)
@@ -367,6 +367,70 @@ def ReadCsvExamples(pipeline: beam.Pipeline, pattern: str, required: Sequence[st
           | 'ReadBatches' >> beam.FlatMap(_examples_of_file, header, encoding))
 
 
+# ---------------------------------------------------------------------------------------------------
+# Or as Arrow RecordBatches, for a Parquet payload (pipelines.arrow_io)
+# ---------------------------------------------------------------------------------------------------
+
+def record_batch_schema(header: Sequence[str]) -> Optional[pa.Schema]:
+  """The schema of read_record_batches' batches: each column binary (UTF-8), then the reason and original line
+  of a row the reader could not read; None when the header's names are not unique or take one of those two."""
+  if len(set(header)) != len(header) or {REJECTED_REASON, REJECTED_LINE} & set(header):
+    return None
+  return pa.schema([pa.field(name, pa.large_binary()) for name in header]
+                   + [pa.field(REJECTED_REASON, pa.large_string()), pa.field(REJECTED_LINE, pa.large_string())])
+
+
+def _with_reader_columns(columns: List[pa.Array], reasons: List[Optional[str]], lines: List[Optional[str]],
+                         schema: pa.Schema) -> pa.RecordBatch:
+  return pa.RecordBatch.from_arrays(
+      columns + [pa.array(reasons, type=pa.large_string()), pa.array(lines, type=pa.large_string())], schema=schema)
+
+
+def records_to_record_batch(records: Sequence[Tuple[Record, str]], schema: pa.Schema) -> pa.RecordBatch:
+  """A batch of file_records as one row each (records_to_serialized_examples' rows, in the records' order): a
+  readable record of the header's width as its fields, any other as its reason and text."""
+  width = len(schema) - 2
+  good = [not reason and len(fields) == width for (fields, _), reason in records]
+  columns: List[List[Optional[str]]] = [[] for _ in range(width)]
+  reasons: List[Optional[str]] = []
+  lines: List[Optional[str]] = []
+  for ((fields, text), reason), readable in zip(records, good):
+    for column, value in zip(columns, fields if readable else itertools.repeat(None, width)):
+      column.append(value)
+    reasons.append(None if readable else reason or WRONG_FIELD_COUNT)
+    lines.append(None if readable else text)
+  arrays = [pa.array(column, type=pa.large_string()).cast(pa.large_binary()) for column in columns]
+  return _with_reader_columns(arrays, reasons, lines, schema)
+
+
+def _record_batches_of_file(path: str, header: List[str], encoding: str, schema: pa.Schema
+                            ) -> Iterator[pa.RecordBatch]:
+  for block in file_blocks(path, header, encoding):
+    if isinstance(block, pa.Table):
+      for batch in block.to_batches():
+        nulls = [None] * batch.num_rows
+        yield _with_reader_columns(batch.columns, nulls, nulls, schema)
+    else:
+      for records in _batches(iter(block), BATCH_ROWS):
+        yield records_to_record_batch(records, schema)
+
+
+@beam.ptransform_fn
+def ReadCsvRecordBatches(pipeline: beam.Pipeline, pattern: str, schema: pa.Schema,  # pylint: disable=invalid-name
+                         required: Sequence[str] = (), encoding: str = DEFAULT_ENCODING) -> beam.PCollection:
+  """ReadCsvExamples' rows as RecordBatches of `schema` (record_batch_schema of the files' header), a block
+  of the file at a time. Raises ValueError as ReadCsvRows does."""
+  files, header = _matching_files(pattern, required, encoding)
+  return (pipeline
+          | 'Files' >> beam.Create(files)
+          | 'ReadBatches' >> beam.FlatMap(_record_batches_of_file, header, encoding, schema))
+
+
+def csv_files_header(pattern: str, encoding: str = DEFAULT_ENCODING) -> List[str]:
+  """The header common to the files matching `pattern`; ValueError as ReadCsvRows raises it."""
+  return _matching_files(pattern, (), encoding)[1]
+
+
 def encode_reader_config(encoding: str, required: Sequence[str]) -> example_gen_pb2.CustomConfig:
   """ExampleGen's custom_config for CsvRowsExecutor (JSON in a StringValue: the proto holds an Any)."""
   from google.protobuf import any_pb2, wrappers_pb2  # pylint: disable=g-import-not-at-top
@@ -398,7 +462,13 @@ class BatchesExampleGenExecutor(BaseExampleGenExecutor):
   @abc.abstractmethod
   def GetInputSourceToBatchesPTransform(self) -> beam.PTransform:
     """A ptransform_fn (pipeline, exec_properties, split_pattern) -> PCollection of lists of serialized
-    tf.Examples."""
+    tf.Examples, or of RecordBatches when parquet_schema gives their schema."""
+
+  def parquet_schema(self, exec_properties: Dict[str, Any], split_pattern: str) -> Optional[pa.Schema]:
+    """The schema of the RecordBatches that GetInputSourceToBatchesPTransform gives for this input, written as
+    a Parquet payload (pipelines.arrow_io); None (here) when it gives serialized tf.Examples."""
+    del exec_properties, split_pattern
+    return None
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     batches = self.GetInputSourceToBatchesPTransform()
@@ -422,16 +492,26 @@ class BatchesExampleGenExecutor(BaseExampleGenExecutor):
     examples = output_dict[standard_component_specs.EXAMPLES_KEY]
     artifact_utils.get_single_instance(examples).split_names = artifact_utils.encode_split_names(split_names)
     exec_properties['_beam_pipeline_args'] = self._beam_pipeline_args or []
+    split_pattern = input_config.splits[0].pattern
+    schema = self.parquet_schema(exec_properties, split_pattern)
+    uri = artifact_utils.get_split_uri(examples, split_names[0])
     with self._make_beam_pipeline() as pipeline:
       batches = pipeline | 'InputToBatches' >> self.GetInputSourceToBatchesPTransform()(  # pylint: disable=no-value-for-parameter
-          exec_properties, input_config.splits[0].pattern)
+          exec_properties, split_pattern)
       if not beam_io.one_worker(self._beam_pipeline_args or []):  # several files for the next steps' workers
         batches = batches | 'SpreadBatches' >> beam.Reshuffle()
-      _ = batches | 'Write' >> beam_io.WriteExampleBatches(  # pylint: disable=no-value-for-parameter
-          artifact_utils.get_split_uri(examples, split_names[0]))
+      if schema is None:
+        _ = batches | 'Write' >> beam_io.WriteExampleBatches(uri)  # pylint: disable=no-value-for-parameter
+      else:
+        _ = batches | 'Write' >> arrow_io.WriteRecordBatches(uri, schema)  # pylint: disable=no-value-for-parameter
     for artifact in examples:
-      examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
-      examples_utils.set_file_format(artifact, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
+      if schema is None:
+        examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_TF_EXAMPLE)
+        examples_utils.set_file_format(artifact,
+                                       write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
+      else:
+        examples_utils.set_payload_format(artifact, example_gen_pb2.FORMAT_PARQUET)
+        examples_utils.set_file_format(artifact, arrow_io.FILE_FORMAT)
 
 
 @beam.ptransform_fn

@@ -30,7 +30,7 @@ from pipelines.batch_inference import generate
 from modules import batch_inference as bi
 from modules import clv
 from pipelines.batch_inference import pipeline as pipeline_bi
-from pipelines import bigquery, csv_lines, runners
+from pipelines import arrow_io, bigquery, csv_lines, runners
 from pipelines.clv import pipeline as clv_pipeline
 from pipelines.__main__ import main
 from pipelines import beam_io
@@ -188,6 +188,17 @@ def test_the_columnar_check_gives_the_examples_reasons_and_records_of_the_row_ch
     decoded = [sorted(map(beam_io.serialized_example_to_row, result[1]), key=key) for result in (columnar, by_row)]
     assert decoded[0] == decoded[1]
     assert sorted(columnar[2], key=key) == sorted(by_row[2], key=key)
+  # the same records as RecordBatches (a Parquet payload): the same keys, examples and rejected rows
+  schema = csv_lines.record_batch_schema(header)
+  for part in (records[:1000], records[1000:]):
+    (batch,) = arrow_io.split_unreadable(csv_lines.records_to_record_batch(part, schema),
+                                         csv_lines.REJECTED_REASON, csv_lines.REJECTED_LINE)
+    from_arrow = bi._check_columnar(batch, clv.KEY, CLV_LIKE_SPEC)  # pylint: disable=protected-access
+    by_row = bi._check_rows(csv_lines.records_to_serialized_examples(header, part), clv.KEY, CLV_LIKE_SPEC)  # pylint: disable=protected-access
+    assert sorted(from_arrow[0].to_pylist()) == sorted(by_row[0].to_pylist())
+    decoded = [sorted(map(beam_io.serialized_example_to_row, result[1]), key=key) for result in (from_arrow, by_row)]
+    assert decoded[0] == decoded[1]
+    assert sorted(from_arrow[2], key=key) == sorted(by_row[2], key=key)
   reasons = collections.Counter(r['reason'] for b in (serialized[:1000], serialized[1000:])
                                 for r in bi.check_batch(b, clv.KEY, CLV_LIKE_SPEC)[2])
   # frequency '', recency ' ' missing; '1.5' 'inf' '1e19' 'nan' '1e39' '-1e39' 'abc' 'x' unparsable; ' 7 ', '1_0' read

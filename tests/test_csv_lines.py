@@ -11,7 +11,7 @@ import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import beam_io, csv_lines
+from pipelines import arrow_io, beam_io, csv_lines
 
 MALFORMED = '__line__'
 # A spreadsheet's export: byte-order mark, CRLF, a quoted field with a comma, quotes and a line break, a
@@ -117,6 +117,10 @@ def test_the_arrow_blocks_give_the_examples_and_rejects_of_the_per_line_reader(b
   rows = [sorted(json.dumps(beam_io.serialized_example_to_row(e), sort_keys=True) for e in examples)
           for examples in (fast, by_line)]
   assert rows[0] == rows[1]
+  schema = csv_lines.record_batch_schema(header)
+  batches = list(csv_lines._record_batches_of_file(path, header, encoding, schema))  # pylint: disable=protected-access
+  assert all(batch.schema == schema for batch in batches)
+  assert sorted(json.dumps(row, sort_keys=True) for batch in batches for row in arrow_io.batch_rows(batch)) == rows[1]
   assert len(fast) == 200 + len(bad) - 1 + 1  # the blank line is no row; the last line has no line end
   reasons = collections.Counter(beam_io.serialized_example_to_row(e).get(csv_lines.REJECTED_REASON) for e in fast)
   assert reasons[csv_lines.WRONG_FIELD_COUNT] == 5

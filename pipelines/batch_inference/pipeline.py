@@ -22,6 +22,7 @@ import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
+import pyarrow as pa
 import tensorflow as tf
 from tfx import v1 as tfx
 
@@ -115,6 +116,10 @@ def _KeyedFilesToBatches(pipeline: beam.Pipeline, exec_properties: Dict[str, Any
             | 'Batch' >> batch)
   encoding = csv_lines.decode_reader_config(exec_properties)['encoding']
   if kind == 'csv':
+    schema = _csv_schema(exec_properties, split_pattern)
+    if schema is not None:
+      return pipeline | 'ReadCsv' >> csv_lines.ReadCsvRecordBatches(  # pylint: disable=no-value-for-parameter
+          pattern, schema, encoding=encoding)
     return pipeline | 'ReadCsv' >> csv_lines.ReadCsvExamples(  # pylint: disable=no-value-for-parameter
         pattern, encoding=encoding)
   return (pipeline | 'ReadJsonl' >> beam.io.ReadFromText(pattern, coder=beam.coders.BytesCoder())
@@ -124,12 +129,26 @@ def _KeyedFilesToBatches(pipeline: beam.Pipeline, exec_properties: Dict[str, Any
           | 'ToExamples' >> beam.Map(beam_io.rows_to_serialized_examples))
 
 
+def _csv_schema(exec_properties: Dict[str, Any], split_pattern: str) -> Optional[pa.Schema]:
+  """The RecordBatches' schema of CSV input (written as Parquet: csv_lines.record_batch_schema); None for
+  other input, or a header that Parquet cannot hold (then tf.Examples)."""
+  pattern = os.path.join(exec_properties['input_base'], split_pattern)
+  if input_format(pattern) != 'csv':
+    return None
+  encoding = csv_lines.decode_reader_config(exec_properties)['encoding']
+  return csv_lines.record_batch_schema(csv_lines.csv_files_header(pattern, encoding))
+
+
 class KeyedFilesExecutor(csv_lines.BatchesExampleGenExecutor):
-  """ExampleGen executor for CSV (values kept as strings, as BigQuery gives them), JSONL and tf.Example
-  TFRecord files matching a glob; a malformed line becomes a row the ExamplesBuilder rejects and counts."""
+  """ExampleGen executor for CSV (values kept as strings, as BigQuery gives them; a Parquet payload), JSONL and
+  tf.Example TFRecord files matching a glob; a malformed line becomes a row the ExamplesBuilder rejects and
+  counts."""
 
   def GetInputSourceToBatchesPTransform(self) -> beam.PTransform:
     return _KeyedFilesToBatches
+
+  def parquet_schema(self, exec_properties: Dict[str, Any], split_pattern: str) -> Optional[pa.Schema]:
+    return _csv_schema(exec_properties, split_pattern)
 
 
 def select_all(table: bigquery.BigQueryTable, column_map: Mapping[str, str]) -> str:
