@@ -9,7 +9,7 @@ carried untouched. The one split it writes, `score`, is what BulkInferrer scores
 """
 import dataclasses
 import itertools
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import apache_beam as beam
 import numpy as np
@@ -138,6 +138,30 @@ def _key_text(value: Any) -> str:
 Checked = Tuple[pa.Array, List[bytes], List[Dict[str, Any]]]  # (key texts (large_string), serialized examples,
                                                                # rejected)
 Batch = Union[Sequence[bytes], pa.RecordBatch]  # serialized raw tf.Examples, or raw rows read from Parquet
+
+
+class ValidRows(NamedTuple):
+  """A batch's valid rows, not yet serialized: the key text of each, in order, and the rows as RecordBatches
+  of their model features for tfx_bsl's encoder (the columnar check) or as serialized examples (the row check).
+  Beam carries these between the check and the duplicate-key filter: about half the bytes of the examples."""
+  keys: pa.Array
+  groups: List[pa.RecordBatch]
+  serialized: List[bytes]
+
+  def examples(self, keep: Optional[np.ndarray] = None) -> List[bytes]:
+    """The serialized examples of the rows (of those where `keep` is true), in the keys' order."""
+    if not self.groups:
+      return list(self.serialized if keep is None else itertools.compress(self.serialized, keep))
+    out: List[bytes] = []
+    start = 0
+    for group in self.groups:
+      part = None if keep is None else keep[start:start + group.num_rows]
+      start += group.num_rows
+      if part is not None and not part.all():
+        group = group.filter(pa.array(part))
+      if group.num_rows:
+        out += _ENCODER.encode(group)
+    return out
 _DECODER = example_coder.ExamplesToRecordBatchDecoder()
 _ENCODER = example_coder.RecordBatchToExamplesEncoder()
 
@@ -154,7 +178,8 @@ def _rows(batch: Batch) -> List[Dict[str, Any]]:
   return [beam_io.serialized_example_to_row(record) for record in batch]
 
 
-def _check_rows(batch: Batch, key_column: str, spec: Dict[str, FeatureInput]) -> Checked:
+def _check_rows(batch: Batch, key_column: str, spec: Dict[str, FeatureInput]
+                ) -> Tuple[ValidRows, List[Dict[str, Any]]]:
   """check_row of each row of the batch; the valid ones serialized."""
   keys, valid, rejected = [], [], []
   for row in _rows(batch):
@@ -164,7 +189,7 @@ def _check_rows(batch: Batch, key_column: str, spec: Dict[str, FeatureInput]) ->
     else:
       keys.append(_key_text(example[key_column]))
       valid.append(example)
-  return pa.array(keys, type=pa.large_string()), beam_io.rows_to_serialized_examples(valid), rejected
+  return ValidRows(pa.array(keys, type=pa.large_string()), [], beam_io.rows_to_serialized_examples(valid)), rejected
 
 
 def _is_binary(values: pa.Array) -> bool:
@@ -282,7 +307,7 @@ def _one_value_lists(values: pa.Array) -> pa.Array:
 
 
 def _check_columnar(batch: Batch, key_column: str, spec: Dict[str, FeatureInput],
-                    parser: Optional[BytesParser] = None) -> Checked:
+                    parser: Optional[BytesParser] = None) -> Tuple[ValidRows, List[Dict[str, Any]]]:
   """_check_rows of a batch, decoded (by `parser` where it takes the batch), checked and converted column by
   column (tfx_bsl's C++ coders, NumPy and pandas); rows are decoded one by one only when rejected. _NotColumnar
   for a batch it does not take."""
@@ -306,14 +331,14 @@ def _check_columnar(batch: Batch, key_column: str, spec: Dict[str, FeatureInput]
     if feature.required:
       reasons[~present & (reasons == '')] = 'missing_value'
     columns[name] = (present, values)
-  return _encode_valid(batch, reasons, columns, key_column)
+  return _valid_groups(batch, reasons, columns, key_column)
 
 
-def _encode_valid(batch: Batch, reasons: np.ndarray,
-                  columns: Dict[str, Tuple[np.ndarray, Optional[pa.Array]]], key_column: str) -> Checked:
-  """(keys, serialized examples, rejected) from checked columns: the rows without a reason, grouped by which
-  optional features they have (tfx_bsl writes a missing value as a feature of no kind, which the model's
-  parser refuses), each group encoded in C++."""
+def _valid_groups(batch: Batch, reasons: np.ndarray, columns: Dict[str, Tuple[np.ndarray, Optional[pa.Array]]],
+                  key_column: str) -> Tuple[ValidRows, List[Dict[str, Any]]]:
+  """(the valid rows, rejected) from checked columns: the rows without a reason, grouped by which optional
+  features they have (tfx_bsl writes a missing value as a feature of no kind, which the model's parser
+  refuses), a RecordBatch each."""
   valid = reasons == ''
   bad = np.flatnonzero(~valid)
   rejected = [{'reason': reasons[i], 'record': record}
@@ -329,16 +354,27 @@ def _encode_valid(batch: Batch, reasons: np.ndarray,
   for bit, (present, _) in enumerate(columns.values()):
     pattern |= present.astype(np.int64) << bit
   keys: List[pa.Array] = [pa.array([], type=pa.large_string())]
-  out: List[bytes] = []
+  groups: List[pa.RecordBatch] = []
   for value in np.unique(pattern[valid]):
     rows = np.flatnonzero(valid & (pattern == value))
     names = [name for name, (present, _) in columns.items() if present[rows[0]]]
     arrays = [_one_value_lists(columns[name][1].take(pa.array(positions[name][rows]))) for name in names]
-    out += _ENCODER.encode(pa.RecordBatch.from_arrays(arrays, names))
+    groups.append(pa.RecordBatch.from_arrays(arrays, names))
     key_values = columns[key_column][1].take(pa.array(positions[key_column][rows]))
     keys.append(key_values.cast(pa.large_string()) if _is_binary(key_values)
                 else pa.array([_key_text(v) for v in key_values.to_pylist()], type=pa.large_string()))
-  return pa.concat_arrays(keys), out, rejected
+  return ValidRows(pa.concat_arrays(keys), groups, []), rejected
+
+
+def check_batch_rows(batch: Batch, key_column: str, spec: Dict[str, FeatureInput],
+                     parser: Optional[BytesParser] = None) -> Tuple[ValidRows, List[Dict[str, Any]]]:
+  """check_batch's valid rows before they are serialized (ValidRows.examples), and the rejected rows."""
+  if not len(batch):  # pylint: disable=g-explicit-length-test  (a RecordBatch has no truth value)
+    return ValidRows(pa.array([], type=pa.large_string()), [], []), []
+  try:
+    return _check_columnar(batch, key_column, spec, parser)
+  except (_NotColumnar, RuntimeError, pa.ArrowException):  # RuntimeError: kinds differ within a feature
+    return _check_rows(batch, key_column, spec)
 
 
 def check_batch(batch: Batch, key_column: str, spec: Dict[str, FeatureInput],
@@ -347,12 +383,8 @@ def check_batch(batch: Batch, key_column: str, spec: Dict[str, FeatureInput],
   rows (serialized tf.Examples or a RecordBatch): what check_row gives row by row (the same examples, reasons and records), checked
   column by column where the batch allows it (parsed by `parser`, a BytesParser of the key and the spec's
   features, where it takes the batch)."""
-  if not len(batch):  # pylint: disable=g-explicit-length-test  (a RecordBatch has no truth value)
-    return pa.array([], type=pa.large_string()), [], []
-  try:
-    return _check_columnar(batch, key_column, spec, parser)
-  except (_NotColumnar, RuntimeError, pa.ArrowException):  # RuntimeError: kinds differ within a feature
-    return _check_rows(batch, key_column, spec)
+  valid, rejected = check_batch_rows(batch, key_column, spec, parser)
+  return valid.keys, valid.examples(), rejected
 
 
 class _CheckBatches(beam.DoFn):
@@ -371,11 +403,11 @@ class _CheckBatches(beam.DoFn):
     self._parser = BytesParser([self._key_column, *self._spec])
 
   def process(self, batch: Batch):
-    keys, examples, rejected = check_batch(batch, self._key_column, self._spec, self._parser)
+    valid, rejected = check_batch_rows(batch, self._key_column, self._spec, self._parser)
     for record in rejected:
       yield beam.pvalue.TaggedOutput('rejected', record)
-    if examples:
-      yield keys, examples
+    if len(valid.keys):  # pylint: disable=g-explicit-length-test  (an Arrow array)
+      yield valid
 
 
 class _DuplicateKeys(beam.CombineFn):
@@ -400,17 +432,17 @@ class _DuplicateKeys(beam.CombineFn):
     return counts.field('values').filter(pc.greater(counts.field('counts'), 1))
 
 
-def _unique_only(checked: Tuple[pa.Array, List[bytes]], duplicates: pa.Array):
-  """The examples of keys that occur once; every row of a duplicated key rejected (none may be picked)."""
-  keys, examples = checked
+def _unique_only(valid: ValidRows, duplicates: pa.Array):
+  """The serialized examples of keys that occur once; every row of a duplicated key rejected (none may be
+  picked)."""
   if not len(duplicates):  # pylint: disable=g-explicit-length-test  (an Arrow array)
-    yield examples
+    yield valid.examples()
     return
-  duplicated = pc.is_in(keys, value_set=duplicates).to_numpy(zero_copy_only=False)
-  kept = [example for example, dropped in zip(examples, duplicated) if not dropped]
+  duplicated = pc.is_in(valid.keys, value_set=duplicates).to_numpy(zero_copy_only=False)
+  kept = valid.examples(~duplicated)
   if kept:
     yield kept
-  for example in itertools.compress(examples, duplicated):
+  for example in valid.examples(duplicated):
     yield beam.pvalue.TaggedOutput('rejected', {'reason': 'duplicate_key',
                                                 'record': beam_io.serialized_example_to_row(example)})
 
@@ -427,10 +459,10 @@ def build_examples(batches: beam.PCollection, params: Dict[str, Any]) -> BuiltEx
       _CheckBatches(params['key_column'], params['model_dir'], params['signature'])).with_outputs(
           'rejected', main='valid')
   if not params['unique_keys']:
-    return BuiltExamples(splits={SCORE_SPLIT: checked.valid | 'Examples' >> beam.Map(lambda kv: kv[1])},
+    return BuiltExamples(splits={SCORE_SPLIT: checked.valid | 'Examples' >> beam.Map(lambda valid: valid.examples())},
                          rejected=checked.rejected)
   duplicates = (checked.valid
-                | 'Keys' >> beam.Map(lambda kv: kv[0])
+                | 'Keys' >> beam.Map(lambda valid: valid.keys)
                 | 'DuplicateKeys' >> beam.CombineGlobally(_DuplicateKeys()))
   unique = checked.valid | 'UniqueOnly' >> beam.FlatMap(
       _unique_only, beam.pvalue.AsSingleton(duplicates)).with_outputs('rejected', main='valid')

@@ -150,11 +150,31 @@ def test_duplicate_keys_are_all_rejected_when_keys_must_be_unique(tiny_model):
       assert_that(built.rejected | beam.Map(lambda r: r['reason']), equal_to(rejected), label='rejected')
 
 
+def test_valid_rows_keep_what_is_asked_in_the_order_of_their_keys():
+  """Rows with and without an optional feature are two groups for the encoder; `keep` is over the keys."""
+  spec = {'x': bi.FeatureInput('float', True), 'n': bi.FeatureInput('int', False)}
+  rows = [{'key': key, 'x': '1.5', **({'n': str(i)} if i % 2 else {})} for i, key in enumerate('abcdef')]
+  valid, rejected = bi.check_batch_rows([beam_io.row_to_example(r).SerializeToString() for r in rows], 'key', spec)
+  assert (len(valid.groups), rejected) == (2, [])
+  keys = valid.keys.to_pylist()
+  assert [beam_io.serialized_example_to_row(e)['key'] for e in valid.examples()] == keys
+  keep = np.array([key in 'bcf' for key in keys])
+  kept = [beam_io.serialized_example_to_row(e) for e in valid.examples(keep)]
+  assert [row['key'] for row in kept] == [key for key in keys if key in 'bcf']
+  assert {row['key']: row.get('n') for row in kept} == {'b': 1, 'c': None, 'f': 5}
+
+
 CLV_LIKE_SPEC = {  # kinds and defaults as a CLV model parses them, and an optional text feature
     'frequency': bi.FeatureInput('int', True), 'recency': bi.FeatureInput('float', True),
     'T': bi.FeatureInput('float', True), 'total_spend': bi.FeatureInput('float', True),
     'purchases_last_30': bi.FeatureInput('int', False), clv.MONTH_FEATURE: bi.FeatureInput('bytes', True),
     clv.FREQUENCY_BUCKET: bi.FeatureInput('bytes', False)}
+
+
+def _serialized(checked):
+  """(keys, serialized examples, rejected) of a check's (ValidRows, rejected), as check_batch gives them."""
+  valid, rejected = checked
+  return valid.keys, valid.examples(), rejected
 
 
 def test_the_columnar_check_gives_the_examples_reasons_and_records_of_the_row_check(tmp_path):
@@ -181,8 +201,8 @@ def test_the_columnar_check_gives_the_examples_reasons_and_records_of_the_row_ch
   assert parser(serialized[:10]) is not None  # the CSV reader's examples: every feature a list of bytes
   assert parser([beam_io.row_to_example({clv.KEY: 'a', 'frequency': 3}).SerializeToString()]) is None
   for batch, batch_parser in itertools.product((serialized[:1000], serialized[1000:]), (None, parser)):
-    columnar = bi._check_columnar(batch, clv.KEY, CLV_LIKE_SPEC, batch_parser)  # pylint: disable=protected-access
-    by_row = bi._check_rows(batch, clv.KEY, CLV_LIKE_SPEC)  # pylint: disable=protected-access
+    columnar = _serialized(bi._check_columnar(batch, clv.KEY, CLV_LIKE_SPEC, batch_parser))  # pylint: disable=protected-access
+    by_row = _serialized(bi._check_rows(batch, clv.KEY, CLV_LIKE_SPEC))  # pylint: disable=protected-access
     assert sorted(columnar[0].to_pylist()) == sorted(by_row[0].to_pylist())
     key = functools.partial(json.dumps, sort_keys=True)
     decoded = [sorted(map(beam_io.serialized_example_to_row, result[1]), key=key) for result in (columnar, by_row)]
@@ -193,8 +213,9 @@ def test_the_columnar_check_gives_the_examples_reasons_and_records_of_the_row_ch
   for part in (records[:1000], records[1000:]):
     (batch,) = arrow_io.split_unreadable(csv_lines.records_to_record_batch(part, schema),
                                          csv_lines.REJECTED_REASON, csv_lines.REJECTED_LINE)
-    from_arrow = bi._check_columnar(batch, clv.KEY, CLV_LIKE_SPEC)  # pylint: disable=protected-access
-    by_row = bi._check_rows(csv_lines.records_to_serialized_examples(header, part), clv.KEY, CLV_LIKE_SPEC)  # pylint: disable=protected-access
+    from_arrow = _serialized(bi._check_columnar(batch, clv.KEY, CLV_LIKE_SPEC))  # pylint: disable=protected-access
+    by_row = _serialized(bi._check_rows(  # pylint: disable=protected-access
+        csv_lines.records_to_serialized_examples(header, part), clv.KEY, CLV_LIKE_SPEC))
     assert sorted(from_arrow[0].to_pylist()) == sorted(by_row[0].to_pylist())
     decoded = [sorted(map(beam_io.serialized_example_to_row, result[1]), key=key) for result in (from_arrow, by_row)]
     assert decoded[0] == decoded[1]
