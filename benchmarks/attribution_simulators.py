@@ -1,10 +1,11 @@
-"""Every attribution method against ground truth on two simulators: the bundled data (pipelines/attribution/simulate.py)
-and simulator B (pipelines/attribution/simulator_b.py, a funnel with retargeting worth nothing), each through the
-whole pipeline. Prints Spearman and total absolute error per method side by side, the model's test AUC beside the
+"""Every attribution method against ground truth on three simulators: the bundled data
+(pipelines/attribution/simulate.py), simulator B (pipelines/attribution/simulator_b.py: a fixed engagement drives
+purchases and retargeting worth nothing) and simulator C (pipelines/attribution/simulator_c.py: a funnel of user
+states, upper-funnel campaigns two steps before the purchase), each through the whole pipeline. Prints Spearman and total absolute error per method side by side, the model's test AUC beside the
 logistic regression's, and the counterfactual pass's seconds.
 
-Run: python benchmarks/attribution_simulators.py [--output /tmp/attr-bench] [--seed 11] [--users 12000]
-     [--set key=value ...]   (settings for both runs, e.g. --set epochs=4)
+Run: python benchmarks/attribution_simulators.py [--output /tmp/attr-bench] [--seed 11] [--seed-c 21] [--users 12000]
+     [--set key=value ...]   (settings for every run, e.g. --set epochs=4)
 """
 import argparse
 import json
@@ -13,7 +14,7 @@ import sys
 from typing import Dict, List
 
 from pipelines.__main__ import main as cli
-from pipelines.attribution import simulator_b
+from pipelines.attribution import simulator_b, simulator_c
 from pipelines.attribution.pipeline import DEFAULT_DATA
 
 
@@ -33,16 +34,21 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--output', default='/tmp/attr-bench')
   parser.add_argument('--seed', type=int, default=11)
+  parser.add_argument('--seed-c', type=int, default=21)
   parser.add_argument('--users', type=int, default=12000)
   parser.add_argument('--set', action='append', default=[])
   args = parser.parse_args()
   simulated = os.path.join(args.output, 'simulator_b_data')
   simulator_b.main([simulated, '--users', str(args.users), '--seed', str(args.seed)])
+  simulated_c = os.path.join(args.output, 'simulator_c_data')
+  simulator_c.main([simulated_c, '--users', str(args.users), '--seed', str(args.seed_c)])
   summaries = {
       'bundled': run('bundled', DEFAULT_DATA, os.path.join(os.path.dirname(DEFAULT_DATA), 'ground_truth.csv'),
                      args.output, args.set),
       'simulator_b': run('simulator_b', os.path.join(simulated, 'impressions.csv'),
-                         os.path.join(simulated, 'ground_truth.csv'), args.output, args.set)}
+                         os.path.join(simulated, 'ground_truth.csv'), args.output, args.set),
+      'simulator_c': run('simulator_c', os.path.join(simulated_c, 'impressions.csv'),
+                         os.path.join(simulated_c, 'ground_truth.csv'), args.output, args.set)}
   methods = list(summaries['bundled']['metrics']['attribution'])
   print(f'{"method":24s}' + ''.join(f'{name + " rho":>18s}{"abs err":>10s}' for name in summaries))
   for method in methods:

@@ -27,7 +27,7 @@ import argparse
 import csv
 import dataclasses
 import os
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -214,22 +214,29 @@ def ground_truth(world: World, rules: Rules = Rules()) -> Tuple[Outcome, np.ndar
   return full, np.array([total - int(simulate(world, rules, k).purchases.sum()) for k in range(len(rules.campaigns))])
 
 
-def write(directory: str, world: World, rules: Rules = Rules()) -> Dict[str, int]:
-  """Simulates and writes impressions.csv and ground_truth.csv into `directory`; returns the truth by name."""
+def write_outcome(directory: str, full: Outcome, truth: np.ndarray, campaigns: Sequence[Any]) -> Dict[str, int]:
+  """Writes a run's impressions.csv and ground_truth.csv (campaigns: NamedTuples with name, effect and kind or
+  stage, in index order) into `directory`; returns the truth by name."""
   os.makedirs(directory, exist_ok=True)
-  full, truth = ground_truth(world, rules)
   converted = converting_impressions(full)
   with open(os.path.join(directory, 'impressions.csv'), 'w', newline='') as f:
     writer = csv.writer(f)
     writer.writerow(['uid', 'timestamp', 'campaign', 'conversion'])
     for u, t, c, y in zip(full.user, full.time, full.campaign, converted):
-      writer.writerow([f'user-{u:06d}', EPOCH + int(t), rules.campaigns[c].name, int(y)])
+      writer.writerow([f'user-{u:06d}', EPOCH + int(t), campaigns[c].name, int(y)])
   with open(os.path.join(directory, 'ground_truth.csv'), 'w', newline='') as f:
     writer = csv.writer(f)
     writer.writerow(['campaign', 'true_incremental_conversions', 'impressions', 'kind', 'effect'])
-    for k, campaign in enumerate(rules.campaigns):
-      writer.writerow([campaign.name, int(truth[k]), int(np.sum(full.campaign == k)), campaign.kind, campaign.effect])
-  return {c.name: int(t) for c, t in zip(rules.campaigns, truth)}
+    for k, campaign in enumerate(campaigns):
+      kind = getattr(campaign, 'kind', None) or getattr(campaign, 'stage')
+      writer.writerow([campaign.name, int(truth[k]), int(np.sum(full.campaign == k)), kind, campaign.effect])
+  return {c.name: int(t) for c, t in zip(campaigns, truth)}
+
+
+def write(directory: str, world: World, rules: Rules = Rules()) -> Dict[str, int]:
+  """Simulates and writes impressions.csv and ground_truth.csv into `directory`; returns the truth by name."""
+  full, truth = ground_truth(world, rules)
+  return write_outcome(directory, full, truth, rules.campaigns)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
