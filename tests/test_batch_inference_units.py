@@ -292,6 +292,15 @@ def test_gzipped_input_headers_are_read_and_gzipped_raw_input_is_accepted(tiny_m
   assert capsys.readouterr().err.strip().startswith("error: raw input needs the source use case's build_fn")
 
 
+@pytest.mark.parametrize('name,text', [('empty.csv', ''), ('header.csv', 'key,x\r\n\r\n'), ('blank.jsonl', '\n \n')])
+def test_input_without_rows_is_refused_with_one_line(name, text, tiny_model, tmp_path, capsys):
+  (tmp_path / name).write_text(text)
+  assert main(['run', 'batch_inference', '--output', str(tmp_path / 'out'), '--data', str(tmp_path / name),
+               '--model', tiny_model, '--set', 'key_column=key']) == 2
+  assert capsys.readouterr().err.strip() == (
+      f'error: {tmp_path / name} has no rows to score (every file is empty or only a header)')
+
+
 def test_model_flags_belong_to_batch_inference_only(tmp_path, capsys):
   assert main(['run', 'clv', '--output', str(tmp_path), '--rows', '10']) == 2
   assert capsys.readouterr().err.strip() == 'error: --model, --from and --rows are for batch_inference, not clv'

@@ -398,6 +398,22 @@ def _local_header(pattern: str) -> List[str]:
   return [] if csv_lines.REJECTED_REASON in row else list(row)
 
 
+def _has_rows(pattern: str, encoding: str) -> bool:
+  """Whether a local CSV or JSONL input has a line after its header (any line, for JSONL) in some file; TFRecord
+  input is not looked at (True)."""
+  kind = input_format(pattern)
+  for path in sorted(glob.glob(pattern)):
+    if kind == 'tfrecord':
+      return True
+    if kind == 'csv' and next(csv_lines.file_records(path, encoding), None) is not None:
+      return True
+    if kind == 'jsonl':
+      with csv_lines.open_binary(path) as stream:
+        if any(line.strip() for line in stream):
+          return True
+  return False
+
+
 def prepare(args: Any, settings: Dict[str, Any], run_use_case: Callable[[str], None],
             required_columns: Callable[[str], Sequence[str]]) -> Tuple[str, Dict[str, Any]]:
   """(data URI, settings) from the CLI flags: --model or --from (default: clv's latest pushed model, running
@@ -444,7 +460,8 @@ def prepare(args: Any, settings: Dict[str, Any], run_use_case: Callable[[str], N
     data = os.path.abspath(data)
     if not glob.glob(data):
       raise ValueError(f'no input file matches {data}')
-    input_format(data)
+    if not _has_rows(data, settings['encoding']):
+      raise ValueError(f'{data} has no rows to score (every file is empty or only a header)')
   if settings['input_kind'] == 'auto':
     required = required_columns(settings['source_use_case']) if settings['source_use_case'] else None
     header = _local_header(data) if '://' not in data else []
