@@ -7,9 +7,10 @@ A batch has one nullable value per row and column. A row the reader could not re
 its reason and original line in two columns of the reader's (csv_lines.REJECTED_REASON and REJECTED_LINE) and
 no other value.
 """
+import io
 import os
 import uuid
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -53,17 +54,57 @@ def split_unreadable(batch: pa.RecordBatch, reason_column: str, line_column: str
     yield pa.RecordBatch.from_arrays([batch.column(names.index(name)) for name in kept], kept)
 
 
-def _filesystem(path: str) -> Tuple[pa_fs.FileSystem, str]:
-  """(Arrow's file system of a local path or URI such as gs://..., the path in it)."""
+class GFileStream(io.RawIOBase):
+  """A tf.io.gfile file (gs:// and any other scheme TensorFlow reads) as the binary stream pyarrow takes: the
+  project's one way to cloud storage, where Arrow's own GCS file system is experimental in pyarrow 10."""
+
+  def __init__(self, path: str, mode: str):
+    super().__init__()
+    self._file = tf.io.gfile.GFile(path, mode)
+    self._writing = 'w' in mode
+
+  def readable(self) -> bool:
+    return not self._writing
+
+  def writable(self) -> bool:
+    return self._writing
+
+  def seekable(self) -> bool:
+    return not self._writing
+
+  def readinto(self, buffer) -> int:
+    data = self._file.read(len(buffer))
+    buffer[:len(data)] = data
+    return len(data)
+
+  def write(self, data) -> int:
+    self._file.write(bytes(data))
+    return len(data)
+
+  def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+    self._file.seek(offset, whence)
+    return self._file.tell()
+
+  def tell(self) -> int:
+    return self._file.tell()
+
+  def close(self) -> None:
+    if not self.closed:
+      self._file.close()
+    super().close()
+
+
+def _open(path: str, mode: str) -> Any:
+  """A local file through Arrow's own file system (C++ I/O), any other path through GFileStream."""
   if '://' in path:
-    return pa_fs.FileSystem.from_uri(path)
-  return pa_fs.LocalFileSystem(), os.path.abspath(path)
+    return GFileStream(path, mode)
+  local = pa_fs.LocalFileSystem()
+  return local.open_input_file(path) if mode == 'rb' else local.open_output_stream(os.path.abspath(path))
 
 
 def file_batches(path: str, batch_size: int) -> Iterator[pa.RecordBatch]:
   """The RecordBatches of one Parquet file (a local path or a URI), up to batch_size rows each."""
-  filesystem, path = _filesystem(path)
-  with filesystem.open_input_file(path) as f:
+  with _open(path, 'rb') as f:
     yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size, use_threads=False)
 
 
@@ -93,8 +134,7 @@ class _WriteParquetFiles(beam.DoFn):
   def process(self, batch: pa.RecordBatch):
     if self._writer is None:
       self._path = os.path.join(self._temporary_dir, uuid.uuid4().hex)
-      filesystem, path = _filesystem(self._path)
-      self._file = filesystem.open_output_stream(path)
+      self._file = _open(self._path, 'wb')
       self._writer = pq.ParquetWriter(self._file, batch.schema, compression='snappy')
     self._writer.write_batch(batch)
 
@@ -110,8 +150,7 @@ def _finalize_files(temporary: List[str], output_dir: str, temporary_dir: str, s
   """Renames the committed bundles' files to <output_dir>/data_parquet-SSSSS-of-NNNNN.parquet and removes the
   temporary folder; no file at all: one file of no rows (of `schema`), so a reader finds the split."""
   if not temporary:
-    filesystem, path = _filesystem(os.path.join(output_dir, f'{FILE_PREFIX}-00000-of-00001.parquet'))
-    with filesystem.open_output_stream(path) as f:
+    with _open(os.path.join(output_dir, f'{FILE_PREFIX}-00000-of-00001.parquet'), 'wb') as f:
       pq.write_table(schema.empty_table(), f)
   for index, path in enumerate(sorted(temporary)):
     tf.io.gfile.rename(path, os.path.join(output_dir, f'{FILE_PREFIX}-{index:05d}-of-{len(temporary):05d}.parquet'),

@@ -66,3 +66,14 @@ def test_no_batch_at_all_is_one_file_of_no_rows(tmp_path):
   (path,) = glob.glob(str(tmp_path / '*'))
   table = pq.read_table(path)
   assert (table.num_rows, table.schema) == (0, SCHEMA)
+
+
+def test_a_gfile_stream_writes_and_reads_parquet_as_arrow_s_files_do(tmp_path):
+  """The stream used for gs:// paths, tried on a local path (tf.io.gfile reads both)."""
+  batch = csv_lines.records_to_record_batch(RECORDS * 20, SCHEMA)
+  with arrow_io.GFileStream(str(tmp_path / 'a.parquet'), 'wb') as f:
+    with pq.ParquetWriter(f, SCHEMA) as writer:
+      writer.write_batch(batch)
+  with arrow_io.GFileStream(str(tmp_path / 'a.parquet'), 'rb') as f:
+    assert pq.read_table(f).to_pylist() == pa.Table.from_batches([batch]).to_pylist()
+  assert pq.read_table(str(tmp_path / 'a.parquet')).equals(pa.Table.from_batches([batch]))
