@@ -27,7 +27,7 @@ import argparse
 import csv
 import dataclasses
 import os
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -95,25 +95,33 @@ class Rules:
   retarget_days: int = 3
 
 
+def random_reach(rng: np.random.Generator, activity: np.ndarray, reach: Sequence[Tuple[int, float]], days: int
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Impressions of campaigns that reach users at random: (user, second, campaign index) in time order, a
+  Poisson count per user and campaign (index, impressions a day at activity 1), times uniform over the days."""
+  users, campaigns = [], []
+  for k, rate in reach:
+    counts = rng.poisson(rate * activity * days)
+    users.append(np.repeat(np.arange(len(activity)), counts))
+    campaigns.append(np.full(int(counts.sum()), k))
+  user, campaign = np.concatenate(users), np.concatenate(campaigns)
+  time = rng.integers(0, days * DAY, size=len(user))
+  order = np.lexsort((campaign, user, time))
+  return user[order], time[order], campaign[order]
+
+
 def draw(n_users: int, days: int, seed: int, rules: Rules = Rules()) -> World:
   """The random draws of one world (see World)."""
   rng = np.random.default_rng(seed)
   activity = rng.gamma(2.0, 0.5, size=n_users)
   engagement = rng.normal(0.0, 1.0, size=n_users)
-  users, campaigns = [], []
-  for k, campaign in enumerate(rules.campaigns):
-    if campaign.kind == 'exogenous':
-      counts = rng.poisson(campaign.rate * activity * days)
-      users.append(np.repeat(np.arange(n_users), counts))
-      campaigns.append(np.full(int(counts.sum()), k))
-  user, campaign = np.concatenate(users), np.concatenate(campaigns)
-  time = rng.integers(0, days * DAY, size=len(user))
-  order = np.lexsort((campaign, user, time))
+  user, time, campaign = random_reach(rng, activity, [(k, c.rate) for k, c in enumerate(rules.campaigns)
+                                                      if c.kind == 'exogenous'], days)
   slots = rng.poisson(0.8, size=(n_users, days))
   retarget = rng.integers(0, DAY, size=(n_users, days, 4)).astype(float)
   retarget[np.arange(4)[None, None, :] >= slots[:, :, None]] = np.nan
-  return World(engagement=engagement, exposure_user=user[order], exposure_time=time[order],
-               exposure_campaign=campaign[order], purchase_uniform=rng.random((n_users, days)),
+  return World(engagement=engagement, exposure_user=user, exposure_time=time,
+               exposure_campaign=campaign, purchase_uniform=rng.random((n_users, days)),
                visit_uniform=rng.random((n_users, days)), search_uniform=rng.random((n_users, days)),
                coupon_uniform=rng.random((n_users, days)), search_time=rng.integers(0, DAY, (n_users, days)),
                coupon_time=rng.integers(0, DAY, (n_users, days)), retarget_times=retarget)
@@ -188,9 +196,23 @@ def simulate(world: World, rules: Rules = Rules(), withheld: Optional[int] = Non
     stock[buys] = 0.0
     retarget_until[buys] = -1
     shown.append((user, day * DAY + time, campaign))
+  return outcome(purchases, shown, events)
+
+
+def outcome(purchases: np.ndarray, shown: Sequence[Tuple[np.ndarray, np.ndarray, np.ndarray]],
+            events: List[Tuple[int, int]]) -> Outcome:
+  """The Outcome of a run from its days' impressions (user, second, campaign), sorted by user and time."""
   user, time, campaign = (np.concatenate([s[i] for s in shown]) for i in range(3))
   order = np.lexsort((campaign, time, user))
   return Outcome(purchases, user[order], time[order], campaign[order], events)
+
+
+def truth_by_withholding(run: Callable[[Optional[int]], Outcome], campaigns: int) -> Tuple[Outcome, np.ndarray]:
+  """(the full run, each campaign's true incremental purchases: the full run's minus those of the run without
+  it); run(k) simulates with campaign k withheld (None: none)."""
+  full = run(None)
+  total = int(full.purchases.sum())
+  return full, np.array([total - int(run(k).purchases.sum()) for k in range(campaigns)])
 
 
 def converting_impressions(outcome: Outcome) -> np.ndarray:
@@ -209,9 +231,7 @@ def converting_impressions(outcome: Outcome) -> np.ndarray:
 
 def ground_truth(world: World, rules: Rules = Rules()) -> Tuple[Outcome, np.ndarray]:
   """(the full run, true incremental purchases per campaign: full run minus the run without it)."""
-  full = simulate(world, rules)
-  total = int(full.purchases.sum())
-  return full, np.array([total - int(simulate(world, rules, k).purchases.sum()) for k in range(len(rules.campaigns))])
+  return truth_by_withholding(lambda k: simulate(world, rules, k), len(rules.campaigns))
 
 
 def write_outcome(directory: str, full: Outcome, truth: np.ndarray, campaigns: Sequence[Any]) -> Dict[str, int]:

@@ -96,16 +96,9 @@ def draw(n_users: int, days: int, seed: int) -> World:
   """The random draws of one world."""
   rng = np.random.default_rng(seed)
   activity = rng.gamma(2.0, 0.5, size=n_users)
-  users, campaigns = [], []
-  for k, campaign in enumerate(CAMPAIGNS):
-    if campaign.rate > 0:
-      counts = rng.poisson(campaign.rate * activity * days)
-      users.append(np.repeat(np.arange(n_users), counts))
-      campaigns.append(np.full(int(counts.sum()), k))
-  user, campaign = np.concatenate(users), np.concatenate(campaigns)
-  time = rng.integers(0, days * DAY, size=len(user))
-  order = np.lexsort((campaign, user, time))
-  return World(user[order], time[order], campaign[order], rng.random((7, n_users, days)),
+  user, time, campaign = simulator_b.random_reach(rng, activity, [(k, c.rate) for k, c in enumerate(CAMPAIGNS)
+                                                                  if c.rate > 0], days)
+  return World(user, time, campaign, rng.random((7, n_users, days)),
                rng.integers(0, DAY - 3600, size=(3, n_users, days)), rng.poisson(1.0, size=(n_users, days)))
 
 
@@ -171,16 +164,12 @@ def simulate(world: World, rules: Rules = Rules(), withheld: Optional[int] = Non
     stock[np.ix_(buys, reset)] = 0.0
     retarget_until[buys] = -1
     shown.append((user, day * DAY + time, campaign))
-  user, time, campaign = (np.concatenate([s[i] for s in shown]) for i in range(3))
-  order = np.lexsort((campaign, time, user))
-  return Outcome(purchases, user[order], time[order], campaign[order], events)
+  return simulator_b.outcome(purchases, shown, events)
 
 
 def ground_truth(world: World, rules: Rules = Rules()) -> Tuple[Outcome, np.ndarray]:
   """(the full run, true incremental purchases per campaign: full run minus the run without it)."""
-  full = simulate(world, rules)
-  total = int(full.purchases.sum())
-  return full, np.array([total - int(simulate(world, rules, k).purchases.sum()) for k in range(len(CAMPAIGNS))])
+  return simulator_b.truth_by_withholding(lambda k: simulate(world, rules, k), len(CAMPAIGNS))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
