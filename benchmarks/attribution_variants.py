@@ -8,7 +8,7 @@ docs/attribution.md's table come from the pipeline; this script measures how muc
 Run: python benchmarks/attribution_variants.py --data IMPRESSIONS.csv --truth GROUND_TRUTH.csv
      [--seeds 42 43] [--set ensemble=1 --set journey_max_length=20 ...] [--shapley]
 (each seed trains the pipeline's default ensemble of `ensemble` members unless --set ensemble=1;
-`--set history=off` feeds zeros as the user's history: the model before it had one)
+`--set history=off` feeds zeros as the user's history: close to the model before it had one)
 Prints one JSON line per model seed (Spearman, abs. error of removal / shapley) and one for their average credit.
 """
 import argparse
