@@ -7,7 +7,8 @@ docs/attribution.md's table come from the pipeline; this script measures how muc
 
 Run: python benchmarks/attribution_variants.py --data IMPRESSIONS.csv --truth GROUND_TRUTH.csv
      [--seeds 42 43] [--set ensemble=1 --set journey_max_length=20 ...] [--shapley]
-(each seed trains the pipeline's default ensemble of `ensemble` members unless --set ensemble=1)
+(each seed trains the pipeline's default ensemble of `ensemble` members unless --set ensemble=1;
+`--set history=off` feeds zeros as the user's history: close to the model before it had one)
 Prints one JSON line per model seed (Spearman, abs. error of removal / shapley) and one for their average credit.
 """
 import argparse
@@ -35,7 +36,27 @@ def read_examples(path: str, length: int) -> List[Dict[str, Any]]:
       parsed, reason = module.parse_impression(row)
       if not reason:
         touches[parsed[0]].append(parsed[1])
-  return [example for uid in sorted(touches) for example, _ in module.journeys(uid, touches[uid], length)]
+  examples = []
+  for uid in sorted(touches):
+    earlier: collections.Counter = collections.Counter()
+    for example, dropped in module.journeys(uid, touches[uid], length):
+      example['earlier_touches'] = dict(earlier)  # the user's touches per campaign in earlier journeys
+      earlier.update(t[1] for t in dropped)
+      earlier.update(example[module.CAMPAIGNS][:example['journey_length']])
+      examples.append(example)
+  return examples
+
+
+def history(examples: List[Dict[str, Any]], vocabulary: Dict[str, int], kind: str) -> np.ndarray:
+  """The user_history input: 'on' as preprocessing_fn makes it, 'off' zeros (the model without it), 'campaigns'
+  adds log1p of the user's earlier touches per campaign (a variant tried and not kept)."""
+  rows = []
+  for e in examples:
+    row = [math.log1p(e[module.EARLIER_JOURNEYS]), math.log1p(max(e[module.EARLIER_HOURS], 0.0))]
+    if kind == 'campaigns':
+      row += [math.log1p(e['earlier_touches'].get(c, 0)) for c in sorted(vocabulary, key=vocabulary.get)]
+    rows.append(row)
+  return np.array(rows, np.float32) * (kind != 'off')
 
 
 def featurize(examples: List[Dict[str, Any]], vocabulary: Dict[str, int]) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
@@ -58,7 +79,8 @@ def credit(model, correction: float, features: Dict[str, np.ndarray], examples: 
     index, log_hours = module.keep_only(tf.constant(features[module.CAMPAIGN_INDEX][journeys]),
                                         tf.constant(features[module.LOG_HOURS][journeys]), tf.constant(keep))
     logit = model({module.CAMPAIGN_INDEX: index, module.LOG_HOURS: log_hours,
-                   module.LOG_SPAN: tf.constant(features[module.LOG_SPAN][journeys])}, training=False)['logit']
+                   module.LOG_SPAN: tf.constant(features[module.LOG_SPAN][journeys]),
+                   module.HISTORY: tf.constant(features[module.HISTORY][journeys])}, training=False)['logit']
     return tf.sigmoid(tf.reshape(logit, [-1]) + correction).numpy()
 
   items = []
@@ -97,6 +119,7 @@ def main() -> None:
   counts = collections.Counter(c for e in examples for c in e[module.CAMPAIGNS][:e['journey_length']])
   vocabulary = {c: i + 1 for i, (c, _) in enumerate(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))}
   features, labels = featurize(examples, vocabulary)
+  features[module.HISTORY] = history(examples, vocabulary, config.get('history', 'on'))
   split = np.array([module.assign_split(e[module.KEY]) for e in examples])
   train, evaluation = split == 'train', split == 'eval'
   runs = []
@@ -114,7 +137,8 @@ def main() -> None:
     runs.append(result)
     line = {'tag': args.tag, 'data': args.data, 'seed': seed, 'auc': round(float(auc.result()), 4),
             'train_s': round(trained - started), 'credit_s': round(time.time() - trained),
-            'incremental': round(result['totals']['model_incremental_conversions'])}
+            'incremental': round(result['totals']['model_incremental_conversions']),
+            'touch_log_odds': round(module.touch_log_odds(model, {k: v[test] for k, v in features.items()}), 4)}
     for method in ('removal', 'shapley'):
       if method in result:
         line[method] = {k: round(v, 3) for k, v in baselines.compare(result[method], truth).items()}

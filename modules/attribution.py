@@ -34,15 +34,21 @@ MASK = 'mask'
 POSITION = 'position'
 HOURS = 'hours_before_end'
 SPAN = 'span_hours'  # hours from the journey's start (the user's previous conversion, else first touch) to its end
+EARLIER_JOURNEYS = 'conversion_id'  # the user's journeys before this one: each ended in a conversion
+EARLIER_HOURS = 'user_hours_before_start'  # hours from the user's first touch to this journey's start
 PAD_CAMPAIGN = ''
 # Transform outputs
 CAMPAIGN_INDEX = 'campaign_index'  # 0 = padding, 1..V = vocabulary order, V + 1 = campaign not in the vocabulary
 LOG_HOURS = 'log_hours_before_end'
 LOG_SPAN = 'log_span_hours'
+# [B, 2] log1p of the earlier journeys and hours: the user's past, a proxy for a persistent engagement that drives
+# both exposure and purchases; a journey's counterfactuals remove its own touches and keep it.
+HISTORY = 'user_history'
+HISTORY_SIZE = 2
 VOCABULARY = 'campaign'
 # Model outputs
 PREDICTION = 'conversion_probability'
-LR_PREDICTION = 'lr_probability'  # logistic regression on campaign counts: the practitioner's baseline
+LR_PREDICTION = 'lr_probability'  # logistic regression on campaign counts + user history: the baseline
 ATTENTION = 'attention_weights'
 # The same journey's conversion probability with every touch removed: what it converts at without campaigns.
 BASE_PREDICTION = 'base_probability'
@@ -88,23 +94,26 @@ def journeys(uid: str, touches: Iterable[Touch], max_length: int) -> Iterator[Tu
   A conversion closes a journey (`converted` 1); impressions after the last conversion form a journey with
   `converted` 0. Ties in time put a converting impression last. conversion_id numbers the user's journeys
   from 0; journey_id = '<uid>/<conversion_id>'; span_hours: hours from the previous conversion (the first
-  journey: its first touch) to the journey's last touch. Only the last `max_length` touches are kept; `position` is each
-  kept touch's index in the whole journey, `hours_before_end` its hours before the journey's last touch.
+  journey: its first touch) to the journey's last touch; user_hours_before_start: hours from the user's first touch
+  to the previous conversion (0 for the first journey): with conversion_id, the user's past. Only the last
+  `max_length` touches are kept; `position` is each kept touch's index in the whole journey, `hours_before_end` its
+  hours before the journey's last touch.
   """
   current: List[Touch] = []
   conversion_id = 0
   start = None  # the previous conversion's time: the start of the user's next journey
-  for touch in sorted(touches, key=lambda t: (t[0], t[2], t[1])):
+  ordered = sorted(touches, key=lambda t: (t[0], t[2], t[1]))
+  for touch in ordered:
     current.append(touch)
     if touch[2]:
-      yield _journey(uid, conversion_id, current, max_length, 1, start)
+      yield _journey(uid, conversion_id, current, max_length, 1, start, ordered[0][0])
       current, conversion_id, start = [], conversion_id + 1, touch[0]
   if current:
-    yield _journey(uid, conversion_id, current, max_length, 0, start)
+    yield _journey(uid, conversion_id, current, max_length, 0, start, ordered[0][0])
 
 
 def _journey(uid: str, conversion_id: int, touches: List[Touch], max_length: int,
-             converted: int, start: Optional[int]) -> Tuple[Dict[str, Any], List[Touch]]:
+             converted: int, start: Optional[int], first_touch: int) -> Tuple[Dict[str, Any], List[Touch]]:
   kept, dropped = touches[-max_length:], touches[:-max_length]
   padding = max_length - len(kept)
   end = kept[-1][0]
@@ -112,7 +121,8 @@ def _journey(uid: str, conversion_id: int, touches: List[Touch], max_length: int
       # Time at risk, a property of the journey that withholding touches does not change: long journeys that
       # have not converted yet are long because they have not converted (the model must not read that as touches).
       SPAN: (end - (touches[0][0] if start is None else start)) / 3600.0,
-      KEY: f'{uid}/{conversion_id}', 'uid': uid, 'conversion_id': conversion_id, LABEL: converted,
+      EARLIER_HOURS: 0.0 if start is None else (start - first_touch) / 3600.0,
+      KEY: f'{uid}/{conversion_id}', 'uid': uid, EARLIER_JOURNEYS: conversion_id, LABEL: converted,
       'journey_length': len(kept), 'touches': len(touches), 'end_timestamp': end,
       CAMPAIGNS: [t[1] for t in kept] + [PAD_CAMPAIGN] * padding,
       MASK: [1] * len(kept) + [0] * padding,
@@ -180,7 +190,8 @@ def build_examples(rows: beam.PCollection, params: Dict[str, Any]) -> BuiltExamp
 
 def preprocessing_fn(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
   """campaign_index (0 padding, 1..V vocabulary, V + 1 unknown campaign) from a TFT vocabulary of the real touches,
-  log1p of the hours before the journey's end, the mask, the key and the label."""
+  log1p of the hours before the journey's end, log1p of the span, the user's history (log1p of the earlier journeys
+  and of the hours before this one), the mask, the key and the label."""
   mask = tf.cast(inputs[MASK], tf.int64)
   # Sparse over the real touches only, so the padding value never enters the vocabulary.
   real = tf.sparse.from_dense(tf.where(mask > 0, inputs[CAMPAIGNS], PAD_CAMPAIGN))
@@ -190,6 +201,8 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
       CAMPAIGN_INDEX: tf.where(mask > 0, dense_index + 1, 0),
       LOG_HOURS: tf.math.log1p(tf.maximum(tf.cast(inputs[HOURS], tf.float32), 0.0)) * tf.cast(mask, tf.float32),
       LOG_SPAN: tf.reshape(tf.math.log1p(tf.maximum(tf.cast(inputs[SPAN], tf.float32), 0.0)), [-1, 1]),
+      HISTORY: tf.concat([tf.reshape(tf.math.log1p(tf.maximum(tf.cast(inputs[name], tf.float32), 0.0)), [-1, 1])
+                          for name in (EARLIER_JOURNEYS, EARLIER_HOURS)], axis=1),
       MASK: mask,
       KEY: tf.reshape(inputs[KEY], [-1]),  # not a model input: orders the training data
   }
@@ -199,7 +212,7 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# run_fn (Trainer): embedding -> masked GRU -> touch contributions (+ span) -> sigmoid, and the counts LR baseline
+# run_fn (Trainer): embedding -> masked GRU -> touch contributions (+ span, user history) -> sigmoid; the LR baseline
 # ---------------------------------------------------------------------------------------------------
 
 class TouchShares(keras.layers.Layer):
@@ -217,14 +230,17 @@ class TouchShares(keras.layers.Layer):
 
 
 def build_model(vocabulary_size: int, max_length: int, embedding_dim: int, rnn_units: int,
-                attention_units: int) -> keras.Model:
-  """Inputs campaign_index, log_hours_before_end [B, L] and log_span_hours [B, 1] -> {'logit': [B, 1],
-  'attention': [B, L]}.
+                attention_units: int, history_size: int = HISTORY_SIZE) -> keras.Model:
+  """Inputs campaign_index, log_hours_before_end [B, L], log_span_hours [B, 1] and user_history [B, history_size]
+  -> {'logit': [B, 1], 'attention': [B, L]}.
 
-  logit = f(span) + sum over the real touches of c_t, c_t = softplus(MLP(GRU state at t)) >= 0: each touch adds
-  non-negative log-odds given the touches before it (order, repetition, saturation) and its hours before the
-  end (recency), and a journey without touches is exactly f(span), the model's answer to "what without the
-  campaigns" that counterfactual credit needs (a GRU's zero state has no such meaning). attention = c_t / sum c_t.
+  logit = f(span) + w . history + sum over the real touches of c_t: the user's past (earlier journeys, time since
+  the first touch) explains the part of a journey's odds a persistent engagement adds, which would otherwise go to
+  the campaigns that follow the user's own behaviour (measured: docs/attribution.md). c_t = softplus(MLP(GRU state
+  at t)) >= 0: each touch adds non-negative log-odds given the touches before it (order, repetition, saturation)
+  and its hours before the end (recency), and a journey without touches is exactly f(span) + w . history, the
+  model's answer to "what without the campaigns" that counterfactual credit needs (a GRU's zero state has no such
+  meaning). attention = c_t / sum c_t.
   """
   index = keras.Input(shape=(max_length,), dtype=tf.int64, name=CAMPAIGN_INDEX)
   hours = keras.Input(shape=(max_length,), dtype=tf.float32, name=LOG_HOURS)
@@ -241,8 +257,10 @@ def build_model(vocabulary_size: int, max_length: int, embedding_dim: int, rnn_u
                            name='touch_contribution')(hidden)
   total, weights = TouchShares(name='attention')([raw, index])
   base = keras.layers.Dense(1, name='base_logit')(keras.layers.Dense(8, activation='tanh', name='span_hidden')(span))
-  logit = keras.layers.Add(name='logit')([base, total])
-  return keras.Model(inputs={CAMPAIGN_INDEX: index, LOG_HOURS: hours, LOG_SPAN: span},
+  history = keras.Input(shape=(history_size,), dtype=tf.float32, name=HISTORY)
+  past = keras.layers.Dense(1, name='history_logit')(history)
+  logit = keras.layers.Add(name='logit')([base, past, total])
+  return keras.Model(inputs={CAMPAIGN_INDEX: index, LOG_HOURS: hours, LOG_SPAN: span, HISTORY: history},
                      outputs={'logit': logit, 'attention': weights})
 
 
@@ -251,11 +269,15 @@ def campaign_counts(index: tf.Tensor, vocabulary_size: int) -> tf.Tensor:
   return tf.reduce_sum(tf.one_hot(index, vocabulary_size + 2)[:, :, 1:], axis=1)
 
 
-def build_logistic_regression(vocabulary_size: int, max_length: int) -> keras.Model:
-  """Logistic regression on campaign counts: campaign_index [B, L] -> logit [B, 1]."""
+def build_logistic_regression(vocabulary_size: int, max_length: int, history_size: int = HISTORY_SIZE
+                              ) -> keras.Model:
+  """Logistic regression on campaign counts and the user's history (the model's inputs but the order and timing):
+  {campaign_index [B, L], user_history [B, H]} -> logit [B, 1]."""
   index = keras.Input(shape=(max_length,), dtype=tf.int64, name=CAMPAIGN_INDEX)
+  history = keras.Input(shape=(history_size,), dtype=tf.float32, name=HISTORY)
   counts = keras.layers.Lambda(lambda x: campaign_counts(x, vocabulary_size), name='counts')(index)
-  return keras.Model(index, keras.layers.Dense(1, name='lr_logit')(counts))
+  return keras.Model({CAMPAIGN_INDEX: index, HISTORY: history},
+                     keras.layers.Dense(1, name='lr_logit')(keras.layers.Concatenate()([counts, history])))
 
 
 def oversampled(labels: np.ndarray, positive_ratio: float, seed: int) -> Tuple[np.ndarray, float]:
@@ -300,7 +322,7 @@ def _serving_signatures(model: keras.Model, lr_model: keras.Model, tf_transform_
                         logit_correction: float) -> Dict[str, Any]:
   """serving_default: serialized raw tf.Examples -> conversion_probability and lr_probability;
   attention: -> conversion_probability, attention_weights [B, L] (zero at padded positions) and base_probability
-  (the journey with every touch removed: f(span) alone, see build_model);
+  (the journey with every touch removed: f(span) + w . history, see build_model);
   counterfactual: (examples [J], rows [N], keep [N, L]) -> conversion_probability [N] of journey rows[i] with
   only the touches keep[i] marks.
   logit_correction undoes the oversampling's shift of the odds (prior correction), so probabilities are
@@ -314,23 +336,26 @@ def _serving_signatures(model: keras.Model, lr_model: keras.Model, tf_transform_
   def transform(serialized_examples):
     return model.tft_layer(tf.io.parse_example(serialized_examples, raw_feature_spec))
 
-  def probability_of(index, log_hours, log_span):
-    outputs = model({CAMPAIGN_INDEX: index, LOG_HOURS: log_hours, LOG_SPAN: log_span})
+  def probability_of(index, log_hours, transformed):
+    """The journeys' touches (index, log_hours) with their span and user history from `transformed`."""
+    outputs = model({CAMPAIGN_INDEX: index, LOG_HOURS: log_hours, LOG_SPAN: transformed[LOG_SPAN],
+                     HISTORY: transformed[HISTORY]})
     return tf.sigmoid(tf.reshape(outputs['logit'], [-1]) + logit_correction), outputs['attention']
 
   @tf.function(input_signature=[examples])
   def serve(serialized_examples):
     transformed = transform(serialized_examples)
-    probability, _ = probability_of(transformed[CAMPAIGN_INDEX], transformed[LOG_HOURS], transformed[LOG_SPAN])
-    lr_probability = tf.sigmoid(tf.reshape(model.lr_model(transformed[CAMPAIGN_INDEX]), [-1]))
+    probability, _ = probability_of(transformed[CAMPAIGN_INDEX], transformed[LOG_HOURS], transformed)
+    lr_probability = tf.sigmoid(tf.reshape(model.lr_model(
+        {CAMPAIGN_INDEX: transformed[CAMPAIGN_INDEX], HISTORY: transformed[HISTORY]}), [-1]))
     return {PREDICTION: probability, LR_PREDICTION: lr_probability}
 
   @tf.function(input_signature=[examples])
   def attention(serialized_examples):
     transformed = transform(serialized_examples)
-    probability, weights = probability_of(transformed[CAMPAIGN_INDEX], transformed[LOG_HOURS], transformed[LOG_SPAN])
+    probability, weights = probability_of(transformed[CAMPAIGN_INDEX], transformed[LOG_HOURS], transformed)
     base, _ = probability_of(tf.zeros_like(transformed[CAMPAIGN_INDEX]), tf.zeros_like(transformed[LOG_HOURS]),
-                             transformed[LOG_SPAN])
+                             transformed)
     return {PREDICTION: probability, ATTENTION: weights, BASE_PREDICTION: base}
 
   @tf.function(input_signature=[examples, tf.TensorSpec(shape=[None], dtype=tf.int64, name='rows'),
@@ -339,7 +364,9 @@ def _serving_signatures(model: keras.Model, lr_model: keras.Model, tf_transform_
     transformed = transform(serialized_examples)  # each journey parsed and transformed once, then repeated
     index, log_hours = keep_only(tf.gather(transformed[CAMPAIGN_INDEX], rows),
                                  tf.gather(transformed[LOG_HOURS], rows), keep)
-    probability, _ = probability_of(index, log_hours, tf.gather(transformed[LOG_SPAN], rows))
+    # Only the journey's touches change; its span and the user's history are kept.
+    probability, _ = probability_of(index, log_hours, {name: tf.gather(transformed[name], rows)
+                                                       for name in (LOG_SPAN, HISTORY)})
     return {PREDICTION: probability}
 
   return {'serving_default': serve, ATTENTION_SIGNATURE: attention, COUNTERFACTUAL_SIGNATURE: counterfactual}
@@ -370,11 +397,33 @@ def fit_conversion_model(features: Dict[str, np.ndarray], labels: np.ndarray, ev
   members trained with the seeds seed, seed + 1, ..., each for at most `epochs` (early stopping on the eval loss,
   config['patience']). Averaging cuts the seed-to-seed spread of the counterfactual credit."""
   members = []
-  for member in range(int(config['ensemble'])):
+  size = int(config['ensemble'])
+  for member in range(size):
+    seed = int(config['seed']) + member
     model, factor = _fit_member(features, labels, eval_features, eval_labels, vocabulary_size,
-                                {**config, 'seed': int(config['seed']) + member}, epochs)
+                                {**config, 'seed': seed}, epochs)
+    if touch_log_odds(model, eval_features) < COLLAPSED_LOG_ODDS:
+      # Its touch terms died early (softplus's gradient vanishes there): a span-only member would dilute the others.
+      logging.warning('Member %d (seed %d) learned no touch effect; retrained with seed %d', member, seed, seed + size)
+      model, factor = _fit_member(features, labels, eval_features, eval_labels, vocabulary_size,
+                                  {**config, 'seed': seed + size}, epochs)
     members.append(model)
   return ensemble(members), factor
+
+
+COLLAPSED_LOG_ODDS = 0.01  # mean touch log-odds below this: the member learned the span and history only
+
+
+def model_inputs(model: keras.Model, features: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  """The model's inputs out of the transformed features."""
+  return {name: features[name] for name in model.input}
+
+
+def touch_log_odds(model: keras.Model, features: Dict[str, np.ndarray]) -> float:
+  """Mean over the journeys of the model's log-odds with every touch minus with none."""
+  inputs = model_inputs(model, features)
+  empty = {**inputs, CAMPAIGN_INDEX: np.zeros_like(inputs[CAMPAIGN_INDEX]), LOG_HOURS: np.zeros_like(inputs[LOG_HOURS])}
+  return float(np.mean(model(inputs, training=False)['logit'] - model(empty, training=False)['logit']))
 
 
 def _fit_member(features: Dict[str, np.ndarray], labels: np.ndarray, eval_features: Dict[str, np.ndarray],
@@ -382,7 +431,7 @@ def _fit_member(features: Dict[str, np.ndarray], labels: np.ndarray, eval_featur
                 ) -> Tuple[keras.Model, float]:
   seed = int(config['seed'])
   keras.utils.set_random_seed(seed)
-  inputs = [CAMPAIGN_INDEX, LOG_HOURS, LOG_SPAN]
+  inputs = [CAMPAIGN_INDEX, LOG_HOURS, LOG_SPAN, HISTORY]
   rows, factor = oversampled(labels, float(config['positive_ratio']), seed)
   logging.info('Training on %d journeys (%d converting, repeated x%.2f to %d of %d rows), %d campaigns',
                len(labels), int(labels.sum()), factor, int(labels[rows].sum()), len(rows), vocabulary_size)
@@ -390,7 +439,7 @@ def _fit_member(features: Dict[str, np.ndarray], labels: np.ndarray, eval_featur
            .shuffle(len(rows), seed=seed, reshuffle_each_iteration=True).batch(int(config['batch_size'])))
   validation = tf.data.Dataset.from_tensor_slices(({k: eval_features[k] for k in inputs}, eval_labels)).batch(4096)
   model = build_model(vocabulary_size, int(config['journey_max_length']), int(config['embedding_dim']),
-                      int(config['rnn_units']), int(config['attention_units']))
+                      int(config['rnn_units']), int(config['attention_units']), features[HISTORY].shape[1])
   trainable = keras.Model(model.inputs, model.get_layer('logit').output)
   trainable.compile(optimizer=keras.optimizers.Adam(float(config['learning_rate'])),
                     loss=keras.losses.BinaryCrossentropy(from_logits=True))
@@ -414,8 +463,7 @@ def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
   def build_and_score(hp: keras_tuner.HyperParameters) -> float:
     model, _ = fit_conversion_model(features, labels, eval_features, eval_labels, vocabulary_size,
                                     {**config, **hp.values, 'ensemble': 1}, epochs)  # one member per trial
-    scores = model.predict({k: eval_features[k] for k in (CAMPAIGN_INDEX, LOG_HOURS, LOG_SPAN)}, batch_size=4096,
-                           verbose=0)['logit']
+    scores = model.predict(model_inputs(model, eval_features), batch_size=4096, verbose=0)['logit']
     auc = keras.metrics.AUC(num_thresholds=1000)
     auc.update_state(eval_labels, tf.sigmoid(scores.reshape(-1)))
     value = float(auc.result().numpy())
@@ -432,8 +480,9 @@ def tuner_fn(fn_args) -> tfx.components.TunerFnResult:
 
 def run_fn(fn_args) -> None:
   """Trains the conversion model (converting journeys oversampled to `positive_ratio` of the training input only;
-  the Tuner's best values over the settings when it ran) and the logistic regression on campaign counts (plain
-  training data), and saves both in one Keras-2 SavedModel with the signatures serving_default and attention."""
+  the Tuner's best values over the settings when it ran) and the logistic regression on campaign counts and user
+  history (plain training data), and saves both in one Keras-2 SavedModel with the signatures serving_default,
+  attention and counterfactual."""
   config = tuning.tuned_values(fn_args, fn_args.custom_config)
   seed = int(config['seed'])
   tf.config.experimental.enable_op_determinism()
@@ -446,7 +495,7 @@ def run_fn(fn_args) -> None:
 
   lr_model = build_logistic_regression(vocabulary_size, int(config['journey_max_length']))
   lr_model.compile(optimizer=keras.optimizers.Adam(0.05), loss=keras.losses.BinaryCrossentropy(from_logits=True))
-  lr_train = (tf.data.Dataset.from_tensor_slices((features[CAMPAIGN_INDEX], labels))
+  lr_train = (tf.data.Dataset.from_tensor_slices(({name: features[name] for name in (CAMPAIGN_INDEX, HISTORY)}, labels))
               .shuffle(len(labels), seed=seed, reshuffle_each_iteration=True).batch(int(config['batch_size'])))
   lr_model.fit(lr_train, epochs=int(config['lr_epochs']), verbose=2)
   model.save(fn_args.serving_model_dir, save_format='tf',
@@ -459,7 +508,7 @@ def run_fn(fn_args) -> None:
 
 def eval_config(min_auc: float, max_auc_decrease: float) -> tfma.EvalConfig:
   """AUC, PR-AUC, log loss (binary cross-entropy), calibration (mean prediction / mean label) of the RNN and
-  of the logistic regression on campaign counts, on the same test journeys.
+  of the logistic regression on campaign counts and user history, on the same test journeys.
 
   Blessing (on conversion_probability): AUC at least `min_auc`, and at most `max_auc_decrease` (absolute)
   below the latest blessed model's on the same journeys.

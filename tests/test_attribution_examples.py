@@ -30,6 +30,9 @@ def test_one_user_with_two_conversions_and_trailing_impressions():
   assert first['journey_length'] == first['touches'] == 3 and first['end_timestamp'] == 300
   # Time at risk: the first journey from its first touch, the next ones from the previous conversion.
   assert [e[module.SPAN] for e in examples] == pytest.approx([200 / 3600, 100 / 3600, 300 / 3600])
+  # The user's past before each journey: earlier journeys, hours from the first touch to the journey's start.
+  assert [e[module.EARLIER_JOURNEYS] for e in examples] == [0, 1, 2]
+  assert [e[module.EARLIER_HOURS] for e in examples] == pytest.approx([0.0, 200 / 3600, 300 / 3600])
   assert second[module.CAMPAIGNS] == ['c', '', '', ''] and second[module.MASK] == [1, 0, 0, 0]
   assert trailing[module.CAMPAIGNS] == ['b', 'a', '', ''] and trailing[module.LABEL] == 0
   assert trailing[module.HOURS][:2] == pytest.approx([200 / 3600, 0.0])
