@@ -138,6 +138,8 @@ def _key_text(value: Any) -> str:
 Checked = Tuple[pa.Array, List[bytes], List[Dict[str, Any]]]  # (key texts (large_string), serialized examples,
                                                                # rejected)
 Batch = Union[Sequence[bytes], pa.RecordBatch]  # serialized raw tf.Examples, or raw rows read from Parquet
+_DECODER = example_coder.ExamplesToRecordBatchDecoder()
+_ENCODER = example_coder.RecordBatchToExamplesEncoder()
 
 
 class ValidRows(NamedTuple):
@@ -162,8 +164,6 @@ class ValidRows(NamedTuple):
       if group.num_rows:
         out += _ENCODER.encode(group)
     return out
-_DECODER = example_coder.ExamplesToRecordBatchDecoder()
-_ENCODER = example_coder.RecordBatchToExamplesEncoder()
 
 
 class _NotColumnar(Exception):

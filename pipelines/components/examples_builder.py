@@ -213,7 +213,7 @@ class ExamplesBuilder(base_beam_component.BaseBeamComponent):
     run when rejected rows / rows in exceeds it; None: no limit)."""
     super().__init__(spec=ExamplesBuilderSpec(
         raw_examples=raw_examples, build_fn=build_fn, params=json.dumps(params, sort_keys=True),
-        code_version=f'{code_version}+{runners.code_version(__name__, beam_io.__name__)}',
+        code_version=f'{code_version}+{runners.code_version(__name__, beam_io.__name__, arrow_io.__name__)}',
         max_rejected_fraction=max_rejected_fraction,
         examples=types.Channel(type=standard_artifacts.Examples),
         report=types.Channel(type=ExamplesBuildReport)))
