@@ -21,6 +21,20 @@ def _write_csv(path, rows):
   path.write_text('customer_id,date,quantity,amount\n' + '\n'.join(rows) + '\n')
 
 
+def _build_clv_examples(example_gen, tmp_path, beam_pipeline_args) -> str:
+  """Runs example_gen and an ExamplesBuilder of the CLV module after it; returns the report's folder."""
+  builder = ExamplesBuilder(
+      raw_examples=example_gen.outputs['examples'], build_fn='modules.clv.build_examples',
+      params={'threshold_date': '1997-09-30', 'predict_end': '1998-06-30', 'max_monetary': 4000.0,
+              'eval_percent': 50, 'seed': 3})
+  runners.run_local(tfx.dsl.Pipeline(
+      pipeline_name='builder_test', pipeline_root=str(tmp_path / 'root'), components=[example_gen, builder],
+      metadata_connection_config=runners.sqlite_metadata(str(tmp_path / 'metadata.sqlite')),
+      beam_pipeline_args=beam_pipeline_args))
+  [report_dir] = [str(d) for d in (tmp_path / 'root' / 'ExamplesBuilder' / 'report').iterdir()]
+  return report_dir
+
+
 def test_examples_builder_multi_processing(tmp_path):
   data = tmp_path / 'data'
   data.mkdir()
@@ -33,17 +47,7 @@ def test_examples_builder_multi_processing(tmp_path):
   example_gen = tfx.components.CsvExampleGen(
       input_base=str(data), input_config=example_gen_pb2.Input(splits=[
           example_gen_pb2.Input.Split(name='raw', pattern='tx.csv')]))
-  builder = ExamplesBuilder(
-      raw_examples=example_gen.outputs['examples'], build_fn='modules.clv.build_examples',
-      params={'threshold_date': '1997-09-30', 'predict_end': '1998-06-30', 'max_monetary': 4000.0,
-              'eval_percent': 50, 'seed': 3})
-  pipeline = tfx.dsl.Pipeline(
-      pipeline_name='builder_test', pipeline_root=str(tmp_path / 'root'), components=[example_gen, builder],
-      metadata_connection_config=runners.sqlite_metadata(str(tmp_path / 'metadata.sqlite')),
-      beam_pipeline_args=runners.direct_runner_args('multi_processing', 2))
-  runners.run_local(pipeline)
-
-  [report_dir] = [str(d) for d in (tmp_path / 'root' / 'ExamplesBuilder' / 'report').iterdir()]
+  report_dir = _build_clv_examples(example_gen, tmp_path, runners.direct_runner_args('multi_processing', 2))
   counts = beam_io.read_counts(report_dir)
   assert counts['rows_in'] == 6
   assert counts['skipped/unparsable_number'] == 1
@@ -78,19 +82,9 @@ def test_rows_from_a_parquet_payload_reach_a_row_module_as_from_tf_examples(tmp_
   _write_csv(data / 'tx.csv', ['1,1997-01-10,1,10.00', '1,1997-01-10,3,20.00', '1,1997-11-01,1,5.00',
                                '2,1997-02-01,2,12.50', '3,1998-01-01,1,4.00', '4,19970315,1,oops', '5,1997-01-01'])
   example_gen = raw_example_gen(str(data / 'tx.csv'), [], file_executor=pipeline_bi.KeyedFilesExecutor)
-  builder = ExamplesBuilder(
-      raw_examples=example_gen.outputs['examples'], build_fn='modules.clv.build_examples',
-      params={'threshold_date': '1997-09-30', 'predict_end': '1998-06-30', 'max_monetary': 4000.0,
-              'eval_percent': 50, 'seed': 3})
-  pipeline = tfx.dsl.Pipeline(
-      pipeline_name='parquet_test', pipeline_root=str(tmp_path / 'root'), components=[example_gen, builder],
-      metadata_connection_config=runners.sqlite_metadata(str(tmp_path / 'metadata.sqlite')),
-      beam_pipeline_args=runners.direct_runner_args('in_memory', 1))
-  runners.run_local(pipeline)
-
+  report_dir = _build_clv_examples(example_gen, tmp_path, runners.direct_runner_args('in_memory', 1))
   [raw_dir] = list((tmp_path / 'root' / 'KeyedFilesExampleGen' / 'examples').iterdir())
   assert [p.name for p in (raw_dir / 'Split-raw').iterdir()] == ['data_parquet-00000-of-00001.parquet']
-  [report_dir] = [str(d) for d in (tmp_path / 'root' / 'ExamplesBuilder' / 'report').iterdir()]
   counts = beam_io.read_counts(report_dir)
   assert counts == {'rows_in': 7, 'skipped/unparsable_number': 1, 'skipped/no_purchase_before_threshold': 1,
                     'skipped/wrong_field_count': 1, 'examples/score': 3,
