@@ -372,7 +372,7 @@ def ReadCsvExamples(pipeline: beam.Pipeline, pattern: str, required: Sequence[st
 # ---------------------------------------------------------------------------------------------------
 
 def record_batch_schema(header: Sequence[str]) -> Optional[pa.Schema]:
-  """The schema of read_record_batches' batches: each column binary (UTF-8), then the reason and original line
+  """The schema of ReadCsvRecordBatches' batches: each column binary (UTF-8), then the reason and original line
   of a row the reader could not read; None when the header's names are not unique or take one of those two."""
   if len(set(header)) != len(header) or {REJECTED_REASON, REJECTED_LINE} & set(header):
     return None
