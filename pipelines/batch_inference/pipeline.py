@@ -399,8 +399,8 @@ def _local_header(pattern: str) -> List[str]:
 
 
 def _has_rows(pattern: str, encoding: str) -> bool:
-  """Whether a local CSV or JSONL input has a line after its header (any line, for JSONL) in some file; TFRecord
-  input is not looked at (True)."""
+  """Whether a local CSV or JSONL input has a record after its header (a non-blank line, for JSONL) in some
+  file; TFRecord input is not looked at (True)."""
   kind = input_format(pattern)
   for path in sorted(glob.glob(pattern)):
     if kind == 'tfrecord':
