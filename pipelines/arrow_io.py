@@ -7,9 +7,9 @@ A batch has one nullable value per row and column. A row the reader could not re
 its reason and original line in two columns of the reader's (csv_lines.REJECTED_REASON and REJECTED_LINE) and
 no other value.
 """
+import functools
 import io
 import os
-import uuid
 from typing import Any, Dict, Iterator, List, Sequence
 
 import apache_beam as beam
@@ -18,6 +18,8 @@ import pyarrow.compute as pc
 from pyarrow import fs as pa_fs
 import pyarrow.parquet as pq
 import tensorflow as tf
+
+from pipelines import beam_io
 
 Row = Dict[str, Any]
 FILE_PREFIX = 'data_parquet'
@@ -112,60 +114,36 @@ def file_batches(path: str, batch_size: int) -> Iterator[pa.RecordBatch]:
 def ReadRecordBatches(pipeline: beam.Pipeline, file_patterns: Sequence[str],  # pylint: disable=invalid-name
                       batch_size: int, spread: bool = True) -> beam.PCollection:
   """RecordBatches of up to batch_size rows of the Parquet files matching the patterns, each file read by one
-  worker, the batches then spread over the workers when `spread` (beam_io.ReadExampleBatches' rule)."""
-  files = sorted({path for pattern in file_patterns for path in tf.io.gfile.glob(pattern)})
-  batches = (pipeline
-             | 'Files' >> beam.Create(files)
-             | 'ReadBatches' >> beam.FlatMap(file_batches, batch_size))
-  return batches | 'SpreadBatches' >> beam.Reshuffle() if spread else batches
+  worker (beam_io.ReadFileBatches)."""
+  return pipeline | 'ReadFiles' >> beam_io.ReadFileBatches(  # pylint: disable=no-value-for-parameter
+      file_patterns, functools.partial(file_batches, batch_size=batch_size), spread)
 
 
-class _WriteParquetFiles(beam.DoFn):
-  """Writes each bundle's RecordBatches (all of one schema) to one temporary Parquet file and outputs its path
-  when the bundle is done."""
+class _ParquetBatches:
+  """A Parquet file of `schema` written a RecordBatch at a time."""
 
-  def __init__(self, temporary_dir: str):
-    self._temporary_dir = temporary_dir
-    self._file, self._writer, self._path = None, None, ''
+  def __init__(self, path: str, schema: pa.Schema):
+    self._file = _open(path, 'wb')
+    self._writer = pq.ParquetWriter(self._file, schema, compression='snappy')
 
-  def start_bundle(self):
-    self._file, self._writer, self._path = None, None, ''
-
-  def process(self, batch: pa.RecordBatch):
-    if self._writer is None:
-      self._path = os.path.join(self._temporary_dir, uuid.uuid4().hex)
-      self._file = _open(self._path, 'wb')
-      self._writer = pq.ParquetWriter(self._file, batch.schema, compression='snappy')
+  def write(self, batch: pa.RecordBatch) -> None:
     self._writer.write_batch(batch)
 
-  def finish_bundle(self):
-    if self._writer is not None:
-      self._writer.close()
-      self._file.close()
-      yield beam.transforms.window.GlobalWindows.windowed_value(self._path)
-      self._file, self._writer = None, None
+  def close(self) -> None:
+    self._writer.close()
+    self._file.close()
 
 
-def _finalize_files(temporary: List[str], output_dir: str, temporary_dir: str, schema: pa.Schema) -> None:
-  """Renames the committed bundles' files to <output_dir>/data_parquet-SSSSS-of-NNNNN.parquet and removes the
-  temporary folder; no file at all: one file of no rows (of `schema`), so a reader finds the split."""
-  if not temporary:
-    with _open(os.path.join(output_dir, f'{FILE_PREFIX}-00000-of-00001.parquet'), 'wb') as f:
-      pq.write_table(schema.empty_table(), f)
-  for index, path in enumerate(sorted(temporary)):
-    tf.io.gfile.rename(path, os.path.join(output_dir, f'{FILE_PREFIX}-{index:05d}-of-{len(temporary):05d}.parquet'),
-                       overwrite=True)
-  tf.io.gfile.rmtree(temporary_dir)
+def _empty_parquet_file(path: str, schema: pa.Schema) -> None:
+  with _open(path, 'wb') as f:
+    pq.write_table(schema.empty_table(), f)
 
 
 @beam.ptransform_fn
 def WriteRecordBatches(batches: beam.PCollection, output_dir: str,  # pylint: disable=invalid-name
                        schema: pa.Schema) -> beam.pvalue.PDone:
-  """Writes RecordBatches of `schema` as Parquet files in output_dir, a file per bundle, under a temporary name
-  until every bundle is committed (beam_io.WriteExampleBatches' rule)."""
-  temporary_dir = os.path.join(output_dir, '.temp-' + os.urandom(8).hex())
-  tf.io.gfile.makedirs(temporary_dir)
-  return (batches
-          | 'WriteFiles' >> beam.ParDo(_WriteParquetFiles(temporary_dir))
-          | 'AllFiles' >> beam.combiners.ToList()
-          | 'Finalize' >> beam.Map(_finalize_files, output_dir, temporary_dir, schema))
+  """Writes RecordBatches of `schema` as Parquet files in output_dir (data_parquet-SSSSS-of-NNNNN.parquet), a
+  file per bundle (beam_io.WriteBundleFiles); no batch at all gives one file of no rows."""
+  return batches | 'WriteBundles' >> beam_io.WriteBundleFiles(  # pylint: disable=no-value-for-parameter
+      output_dir, functools.partial(_ParquetBatches, schema=schema), FILE_PREFIX, '.parquet',
+      functools.partial(_empty_parquet_file, schema=schema))

@@ -1,9 +1,10 @@
 """Beam helpers shared by our components: tf.Example <-> dict rows, counters written as one JSON file."""
+import functools
 import json
 import math
 import os
 import uuid
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
@@ -156,16 +157,29 @@ def one_worker(beam_pipeline_args: Sequence[str]) -> bool:
 
 
 @beam.ptransform_fn
-def ReadExampleBatches(pipeline: beam.Pipeline, file_patterns: Sequence[str],  # pylint: disable=invalid-name
-                       batch_size: int, spread: bool = True) -> beam.PCollection:
-  """Lists of up to batch_size serialized records of the GZIP TFRecord files matching the patterns, each file
-  read in C++ (record_batches) by one worker, the batches then spread over the workers when `spread` (not on
-  one worker (one_worker), where the Reshuffle only encodes and decodes every batch)."""
+def ReadFileBatches(pipeline: beam.Pipeline, file_patterns: Sequence[str],  # pylint: disable=invalid-name
+                    read_file: Callable[[str], Iterable[Any]], spread: bool = True) -> beam.PCollection:
+  """The batches read_file(path) gives of each file matching the patterns, each file read by one worker, the
+  batches then spread over the workers when `spread` (not on one worker (one_worker), where the Reshuffle only
+  encodes and decodes every batch)."""
   files = sorted({path for pattern in file_patterns for path in tf.io.gfile.glob(pattern)})
   batches = (pipeline
              | 'Files' >> beam.Create(files)
-             | 'ReadBatches' >> beam.FlatMap(lambda path: (batch.tolist() for batch in record_batches(path, batch_size))))
+             | 'ReadBatches' >> beam.FlatMap(read_file))
   return batches | 'SpreadBatches' >> beam.Reshuffle() if spread else batches
+
+
+def _record_lists(path: str, batch_size: int) -> Iterator[List[bytes]]:
+  return (batch.tolist() for batch in record_batches(path, batch_size))
+
+
+@beam.ptransform_fn
+def ReadExampleBatches(pipeline: beam.Pipeline, file_patterns: Sequence[str],  # pylint: disable=invalid-name
+                       batch_size: int, spread: bool = True) -> beam.PCollection:
+  """Lists of up to batch_size serialized records of the GZIP TFRecord files matching the patterns, each file
+  read in C++ (record_batches) by one worker (ReadFileBatches)."""
+  return pipeline | 'ReadFiles' >> ReadFileBatches(  # pylint: disable=no-value-for-parameter
+      file_patterns, functools.partial(_record_lists, batch_size=batch_size), spread)
 
 
 @beam.ptransform_fn
@@ -188,23 +202,23 @@ GZIP_LEVEL = 1  # zlib level of the TFRecords we write: a third of level 6's CPU
                 # against 1.2 CPU-s) for files 36% larger; any GZIP reader reads either
 
 
-class _WriteBatchFiles(beam.DoFn):
-  """Writes the records of each bundle's batches to one temporary GZIP TFRecord file (TF's C++ writer: no
-  Python step a record) and outputs that file's path when the bundle is done."""
+class _WriteBundleFiles(beam.DoFn):
+  """Writes each bundle's batches to one temporary file (a writer open_file(path) opens: write(batch), close())
+  and outputs that file's path when the bundle is done."""
 
-  def __init__(self, temporary_dir: str):
+  def __init__(self, temporary_dir: str, open_file: Callable[[str], Any]):
     self._temporary_dir = temporary_dir
+    self._open_file = open_file
     self._writer, self._path = None, ''
 
   def start_bundle(self):
     self._writer, self._path = None, ''
 
-  def process(self, batch: Sequence[bytes]):
+  def process(self, batch: Any):
     if self._writer is None:
       self._path = os.path.join(self._temporary_dir, uuid.uuid4().hex)
-      self._writer = tf.io.TFRecordWriter(self._path, tf.io.TFRecordOptions('GZIP', compression_level=GZIP_LEVEL))
-    for record in batch:
-      self._writer.write(record)
+      self._writer = self._open_file(self._path)
+    self._writer.write(batch)
 
   def finish_bundle(self):
     if self._writer is not None:
@@ -213,31 +227,60 @@ class _WriteBatchFiles(beam.DoFn):
       self._writer = None
 
 
-def _finalize_files(temporary: List[str], output_dir: str, temporary_dir: str) -> None:
-  """Renames the committed bundles' files to <output_dir>/data_tfrecord-SSSSS-of-NNNNN.gz and removes the
-  temporary folder (with the files of bundles that failed and were retried). No file at all: one empty file, as
-  WriteToTFRecord writes, so a reader of the folder finds its (empty) split."""
+def _finalize_files(temporary: List[str], output_dir: str, temporary_dir: str, prefix: str, suffix: str,
+                    write_empty: Callable[[str], None]) -> None:
+  """Renames the committed bundles' files to <output_dir>/<prefix>-SSSSS-of-NNNNN<suffix> and removes the
+  temporary folder (with the files of bundles that failed and were retried). No file at all: one empty file
+  (write_empty), so a reader of the folder finds its (empty) split."""
   if not temporary:
-    with tf.io.TFRecordWriter(os.path.join(output_dir, 'data_tfrecord-00000-of-00001.gz'), 'GZIP'):
-      pass
+    write_empty(os.path.join(output_dir, f'{prefix}-00000-of-00001{suffix}'))
   for index, path in enumerate(sorted(temporary)):
-    tf.io.gfile.rename(path, os.path.join(output_dir, f'data_tfrecord-{index:05d}-of-{len(temporary):05d}.gz'),
+    tf.io.gfile.rename(path, os.path.join(output_dir, f'{prefix}-{index:05d}-of-{len(temporary):05d}{suffix}'),
                        overwrite=True)
   tf.io.gfile.rmtree(temporary_dir)
 
 
 @beam.ptransform_fn
-def WriteExampleBatches(batches: beam.PCollection, output_dir: str) -> beam.pvalue.PDone:  # pylint: disable=invalid-name
-  """Writes lists of serialized records as GZIP TFRecords in output_dir, named as WriteToTFRecord names them
-  (data_tfrecord-SSSSS-of-NNNNN.gz), a file per bundle, with no Python step per record (WriteToTFRecord has
-  several: framing, checksums, compression). Files are written under a temporary name and renamed once every
+def WriteBundleFiles(batches: beam.PCollection, output_dir: str,  # pylint: disable=invalid-name
+                     open_file: Callable[[str], Any], prefix: str, suffix: str,
+                     write_empty: Callable[[str], None]) -> beam.pvalue.PDone:
+  """Writes the batches in output_dir as <prefix>-SSSSS-of-NNNNN<suffix>, a file per bundle (open_file(path):
+  a writer with write(batch) and close()). Files are written under a temporary name and renamed once every
   bundle is committed, so a retried bundle's file is never read."""
   temporary_dir = os.path.join(output_dir, '.temp-' + os.urandom(8).hex())
   tf.io.gfile.makedirs(temporary_dir)
   return (batches
-          | 'WriteFiles' >> beam.ParDo(_WriteBatchFiles(temporary_dir))
+          | 'WriteFiles' >> beam.ParDo(_WriteBundleFiles(temporary_dir, open_file))
           | 'AllFiles' >> beam.combiners.ToList()
-          | 'Finalize' >> beam.Map(_finalize_files, output_dir, temporary_dir))
+          | 'Finalize' >> beam.Map(_finalize_files, output_dir, temporary_dir, prefix, suffix, write_empty))
+
+
+class _TFRecordBatches:
+  """A GZIP TFRecord file written a list of records at a time by TF's C++ writer."""
+
+  def __init__(self, path: str):
+    self._writer = tf.io.TFRecordWriter(path, tf.io.TFRecordOptions('GZIP', compression_level=GZIP_LEVEL))
+
+  def write(self, records: Sequence[bytes]) -> None:
+    for record in records:
+      self._writer.write(record)
+
+  def close(self) -> None:
+    self._writer.close()
+
+
+def _empty_tfrecord_file(path: str) -> None:
+  with tf.io.TFRecordWriter(path, 'GZIP'):
+    pass
+
+
+@beam.ptransform_fn
+def WriteExampleBatches(batches: beam.PCollection, output_dir: str) -> beam.pvalue.PDone:  # pylint: disable=invalid-name
+  """Writes lists of serialized records as GZIP TFRecords in output_dir, named as WriteToTFRecord names them
+  (data_tfrecord-SSSSS-of-NNNNN.gz), a file per bundle (WriteBundleFiles), with no Python step per record but
+  the writer's call (WriteToTFRecord has several: framing, checksums, compression)."""
+  return batches | 'WriteBundles' >> WriteBundleFiles(  # pylint: disable=no-value-for-parameter
+      output_dir, _TFRecordBatches, 'data_tfrecord', '.gz', _empty_tfrecord_file)
 
 
 def _merge_counts(pairs: Iterable[Any]) -> str:
