@@ -235,8 +235,8 @@ def ground_truth(world: World, rules: Rules = Rules()) -> Tuple[Outcome, np.ndar
 
 
 def write_outcome(directory: str, full: Outcome, truth: np.ndarray, campaigns: Sequence[Any]) -> Dict[str, int]:
-  """Writes a run's impressions.csv and ground_truth.csv (campaigns: NamedTuples with name, effect and kind or
-  stage, in index order) into `directory`; returns the truth by name."""
+  """Writes a run's impressions.csv and ground_truth.csv (campaigns: NamedTuples with name, kind and effect, in
+  index order) into `directory`; returns the truth by name."""
   os.makedirs(directory, exist_ok=True)
   converted = converting_impressions(full)
   with open(os.path.join(directory, 'impressions.csv'), 'w', newline='') as f:
@@ -248,8 +248,8 @@ def write_outcome(directory: str, full: Outcome, truth: np.ndarray, campaigns: S
     writer = csv.writer(f)
     writer.writerow(['campaign', 'true_incremental_conversions', 'impressions', 'kind', 'effect'])
     for k, campaign in enumerate(campaigns):
-      kind = getattr(campaign, 'kind', None) or getattr(campaign, 'stage')
-      writer.writerow([campaign.name, int(truth[k]), int(np.sum(full.campaign == k)), kind, campaign.effect])
+      writer.writerow([campaign.name, int(truth[k]), int(np.sum(full.campaign == k)), campaign.kind,
+                       campaign.effect])
   return {c.name: int(t) for c, t in zip(campaigns, truth)}
 
 

@@ -38,11 +38,11 @@ UNAWARE, AWARE, IN_MARKET = 0, 1, 2
 
 
 class Campaign(NamedTuple):
-  """name; stage: 'awareness' or 'consideration' (exogenous: which step it moves), 'purchase' (an endogenous
+  """name; kind: 'awareness' or 'consideration' (exogenous: which step it moves), 'purchase' (an endogenous
   campaign with a purchase effect) or 'none'; rate: impressions a day per user at activity 1 (exogenous);
   effect: log-odds at saturation on the step it moves; tau_days: how long an impression counts."""
   name: str
-  stage: str
+  kind: str
   rate: float
   effect: float
   tau_days: float
@@ -111,8 +111,8 @@ def simulate(world: World, rules: Rules = Rules(), withheld: Optional[int] = Non
   n_users, days = world.uniforms.shape[1:]
   effect = np.array([c.effect for c in CAMPAIGNS])
   decay = np.exp(-1.0 / np.array([c.tau_days for c in CAMPAIGNS]))
-  stages = np.array([c.stage for c in CAMPAIGNS])
-  awareness, consideration, purchase = (np.flatnonzero(stages == s) for s in ('awareness', 'consideration',
+  kinds = np.array([c.kind for c in CAMPAIGNS])
+  awareness, consideration, purchase = (np.flatnonzero(kinds == s) for s in ('awareness', 'consideration',
                                                                               'purchase'))
   reset = np.concatenate([consideration, purchase, [RETARGETING]])
   sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x))
