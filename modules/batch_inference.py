@@ -145,7 +145,8 @@ _ENCODER = example_coder.RecordBatchToExamplesEncoder()
 class ValidRows(NamedTuple):
   """A batch's valid rows, not yet serialized: the key text of each, in order, and the rows as RecordBatches
   of their model features for tfx_bsl's encoder (the columnar check) or as serialized examples (the row check).
-  Beam carries these between the check and the duplicate-key filter: about half the bytes of the examples."""
+  Beam carries these between the check and the duplicate-key filter: fewer bytes than the examples, which
+  repeat every feature name per row."""
   keys: pa.Array
   groups: List[pa.RecordBatch]
   serialized: List[bytes]

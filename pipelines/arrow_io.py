@@ -1,7 +1,7 @@
 """Raw rows as Arrow RecordBatches in Parquet files: an ExampleGen payload (TFX's FORMAT_PARQUET) that the
 ExamplesBuilder reads column by column, so rows go from the CSV reader to the model's tf.Examples without being
-encoded as tf.Examples, compressed, read back and parsed on the way (at 1M rows of 22 columns: 1.1 CPU-s to
-write and 0.5 to read, against 7-8 to encode, 4 to compress, 2-3 to read back and 3 to parse; RESULTS.md).
+encoded as tf.Examples, compressed, read back and parsed on the way (the CPU seconds each costs:
+benchmarks/RESULTS.md, batch_inference ingestion).
 
 A batch has one nullable value per row and column. A row the reader could not read (pipelines.csv_lines) has
 its reason and original line in two columns of the reader's (csv_lines.REJECTED_REASON and REJECTED_LINE) and

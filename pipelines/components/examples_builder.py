@@ -37,8 +37,7 @@ from pipelines import arrow_io, beam_io, csv_lines, parsing
 
 REJECTED_PREFIX = 'rejected'
 REJECTED_HEADER = 'reason,record'
-BATCH_ROWS = 8192  # raw rows a batch: the columnar check pays per call (300k CLV rows: 4.0 CPU-s at 1,000,
-                   # 2.6 at 8,192)
+BATCH_ROWS = 8192  # raw rows a batch: the columnar check pays per call (measured in benchmarks/RESULTS.md)
 
 
 class ExamplesBuildReport(types.Artifact):
