@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from modules import attribution as module
-from pipelines.attribution import baselines, counterfactual
+from pipelines.attribution import baselines, counterfactual, triggering
 from pipelines.attribution.campaign_report import read_truth
 from pipelines.attribution.pipeline import SETTINGS
 
@@ -41,6 +41,9 @@ def read_examples(path: str, length: int) -> List[Dict[str, Any]]:
     earlier: collections.Counter = collections.Counter()
     for example, dropped in module.journeys(uid, touches[uid], length):
       example['earlier_touches'] = dict(earlier)  # the user's touches per campaign in earlier journeys
+      n = example['journey_length']
+      example['all_campaigns'] = [t[1] for t in dropped] + example[module.CAMPAIGNS][:n]
+      example['all_hours'] = [(example['end_timestamp'] - t[0]) / 3600.0 for t in dropped] + example[module.HOURS][:n]
       earlier.update(t[1] for t in dropped)
       earlier.update(example[module.CAMPAIGNS][:example['journey_length']])
       examples.append(example)
@@ -87,11 +90,25 @@ def credit(model, correction: float, features: Dict[str, np.ndarray], examples: 
   for j, e in enumerate(examples):
     n = e['journey_length']
     journey = baselines.Journey(e[module.CAMPAIGNS][:n], e[module.HOURS][:n], bool(e[module.LABEL]))
-    items.append((e[module.KEY], journey, j))
+    items.append([e[module.KEY], journey, j, None])
+  started = time.time()
+  users = collections.defaultdict(list)
+  for item, e in zip(items, examples):
+    users[e['uid']].append((item, (e['end_timestamp'] / 3600.0, e['all_campaigns'], e['all_hours'])))
+  first = min(e['end_timestamp'] / 3600.0 - e['all_hours'][0] for e in examples)
+  last = max(e['end_timestamp'] / 3600.0 for e in examples)
+  process = triggering.fit([triggering.user_stream([j for _, j in user]) for user in users.values()], last - first)
+  for user in users.values():
+    for (item, _), triggered in zip(user, triggering.triggered_journeys(process, [j for _, j in user])):
+      item[3] = triggered
+  print(json.dumps({'triggering_s': round(time.time() - started, 1), 'triggered': {
+      c: round(v, 2) for c, v in triggering.triggered_shares(process, [
+          triggering.user_stream([j for _, j in user]) for user in list(users.values())[:3000]]).items()}}),
+        flush=True)
   sums: Dict[str, np.ndarray] = {}
   for start in range(0, len(items), 2048):
-    batch = counterfactual.credit_batch(items[start:start + 2048], predict, length, 6 if shapley else 0,
-                                        16 if shapley else 1)
+    batch = counterfactual.credit_batch([tuple(i) for i in items[start:start + 2048]], predict, length,
+                                        6 if shapley else 0, 16 if shapley else 1)
     for key, value in batch.items():
       sums[key] = sums.get(key, 0.0) + value
   credits, totals = counterfactual.scaled(sums)
@@ -139,14 +156,15 @@ def main() -> None:
             'train_s': round(trained - started), 'credit_s': round(time.time() - trained),
             'incremental': round(result['totals']['model_incremental_conversions']),
             'touch_log_odds': round(module.touch_log_odds(model, {k: v[test] for k, v in features.items()}), 4)}
-    for method in ('removal', 'shapley'):
+    for method in ('removal', 'shapley', 'total_effect'):
       if method in result:
         line[method] = {k: round(v, 3) for k, v in baselines.compare(result[method], truth).items()}
     line['removal_credit'] = {c: round(v) for c, v in result['removal'].items()}
+    line['total_effect_credit'] = {c: round(v) for c, v in result['total_effect'].items()}
     print(json.dumps(line), flush=True)
   if len(runs) > 1:
     line = {'tag': args.tag, 'data': args.data, 'seed': 'mean'}
-    for method in ('removal', 'shapley'):
+    for method in ('removal', 'shapley', 'total_effect'):
       if method in runs[0]:
         mean = {c: float(np.mean([r[method].get(c, 0.0) for r in runs])) for c in runs[0][method]}
         line[method] = {k: round(v, 3) for k, v in baselines.compare(mean, truth).items()}

@@ -36,6 +36,8 @@ HOURS = 'hours_before_end'
 SPAN = 'span_hours'  # hours from the journey's start (the user's previous conversion, else first touch) to its end
 EARLIER_JOURNEYS = 'conversion_id'  # the user's journeys before this one: each ended in a conversion
 EARLIER_HOURS = 'user_hours_before_start'  # hours from the user's first touch to this journey's start
+ALL_CAMPAIGNS = 'journey_campaigns'        # every touch of the journey, the truncated ones included (report only)
+ALL_HOURS = 'journey_hours_before_end'
 PAD_CAMPAIGN = ''
 # Transform outputs
 CAMPAIGN_INDEX = 'campaign_index'  # 0 = padding, 1..V = vocabulary order, V + 1 = campaign not in the vocabulary
@@ -97,7 +99,7 @@ def journeys(uid: str, touches: Iterable[Touch], max_length: int) -> Iterator[Tu
   journey: its first touch) to the journey's last touch; user_hours_before_start: hours from the user's first touch
   to the previous conversion (0 for the first journey): with conversion_id, the user's past. Only the last
   `max_length` touches are kept; `position` is each kept touch's index in the whole journey, `hours_before_end` its
-  hours before the journey's last touch.
+  hours before the journey's last touch; journey_campaigns and journey_hours_before_end list every touch.
   """
   current: List[Touch] = []
   conversion_id = 0
@@ -128,6 +130,8 @@ def _journey(uid: str, conversion_id: int, touches: List[Touch], max_length: int
       MASK: [1] * len(kept) + [0] * padding,
       POSITION: list(range(len(dropped), len(touches))) + [-1] * padding,
       HOURS: [(end - t[0]) / 3600.0 for t in kept] + [0.0] * padding,
+      # Not model inputs: the campaign report follows which touches triggered which over the whole journey.
+      ALL_CAMPAIGNS: [t[1] for t in touches], ALL_HOURS: [(end - t[0]) / 3600.0 for t in touches],
   }
   return example, dropped
 

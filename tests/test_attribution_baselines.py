@@ -121,12 +121,13 @@ def test_attention_splits_only_the_incremental_part_of_each_conversion():
       (2, 1): 0.25, (2, 0): 0.75, (1, 0): 1.0}
 
 
-@pytest.mark.parametrize('blessed,headline', [(True, 'removal'), (False, 'markov')])
+@pytest.mark.parametrize('blessed,headline', [(True, 'total_effect'), (False, 'markov')])
 def test_campaign_report_headline_follows_the_champion(tmp_path, blessed, headline):
   """The model's counterfactual credit is the headline only when the model won; otherwise the Markov removal
   effect is, and every row says which method produced it."""
   import csv  # pylint: disable=g-import-not-at-top
-  credit = {'removal': {'a': 0.3, 'b': 0.1, 'c': 0.0}, 'shapley': {'a': 0.25, 'b': 0.15, 'c': 0.0}}
+  credit = {'removal': {'a': 0.3, 'b': 0.1, 'c': 0.0}, 'shapley': {'a': 0.25, 'b': 0.15, 'c': 0.0},
+            'total_effect': {'a': 0.35, 'b': 0.05, 'c': 0.0}}
   content = campaign_report.write_report(str(tmp_path), JOURNEYS, None, {'a': 1.0, 'b': 0.5, 'c': 0.0}, 24.0,
                                          credit, {'model_incremental_conversions': 0.4}, model_blessed=blessed)
   assert content['attributed_by'] == headline == campaign_report.headline_method(blessed)

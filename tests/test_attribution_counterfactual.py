@@ -7,7 +7,7 @@ import tensorflow as tf
 from apache_beam.testing import util as beam_testing
 
 from modules import attribution as module
-from pipelines.attribution import counterfactual
+from pipelines.attribution import counterfactual, triggering
 from pipelines.attribution.baselines import Journey
 from pipelines.attribution.shapley import coalitions, shapley
 
@@ -30,7 +30,7 @@ def together(payloads, rows, keep):
 
 
 def items(journeys):
-  return [(f'j{i}', j, j) for i, j in enumerate(journeys)]
+  return [(f'j{i}', j, j, None) for i, j in enumerate(journeys)]
 
 
 def test_additive_model_credits_each_campaign_its_effect_per_journey():
@@ -43,7 +43,7 @@ def test_additive_model_credits_each_campaign_its_effect_per_journey():
   # Expected: 0.4 + 0.4 + 0.2 + 0.1 = 1.1; base 4 x 0.1; incremental 0.7 = a 2 x 0.2 + b 3 x 0.1.
   assert totals == pytest.approx({'expected_conversions': 1.1, 'base_conversions': 0.4,
                                   'model_incremental_conversions': 0.7})
-  for method in ('removal', 'shapley'):
+  for method in ('removal', 'shapley', 'total_effect'):  # no touch triggered another: total_effect is removal
     assert credit[method] == pytest.approx({'a': 0.4, 'b': 0.3, 'c': 0.0}), method
 
 
@@ -77,8 +77,8 @@ def test_sampled_shapley_is_efficient_and_seeded():
       kept = kept_campaigns(payloads[r], k)
       values.append(0.05 + 0.9 * (1 - np.exp(-0.3 * len(kept))) * (1.0 if 'k3' in kept else 0.5))
     return np.array(values)
-  first = counterfactual.credit_batch([('x', journey, journey)], nonlinear, LENGTH, max_exact=6, permutations=16)
-  again = counterfactual.credit_batch([('x', journey, journey)], nonlinear, LENGTH, max_exact=6, permutations=16)
+  first = counterfactual.credit_batch([('x', journey, journey, None)], nonlinear, LENGTH, max_exact=6, permutations=16)
+  again = counterfactual.credit_batch([('x', journey, journey, None)], nonlinear, LENGTH, max_exact=6, permutations=16)
   full = nonlinear([journey], [0], [np.ones(LENGTH)])[0]
   empty = nonlinear([journey], [0], [np.zeros(LENGTH)])[0]
   assert sum(v[1] for c, v in first.items() if c != counterfactual.TOTAL) == pytest.approx(full - empty)
@@ -91,6 +91,17 @@ def test_journey_keeps_only_the_chosen_campaigns_touches():
   journey = Journey(['a', 'b', 'a', 'c'], [3, 2, 1, 0], True)
   keep = counterfactual.keep_matrix(journey, ['a', 'b', 'c'], [0b101, 0b010, 0], 6)
   assert keep.tolist() == [[1, 0, 1, 1, 0, 0], [0, 1, 0, 0, 0, 0], [0] * 6]
+
+
+def test_total_effect_passes_a_triggered_touchs_credit_to_its_trigger_even_one_the_model_did_not_see():
+  # 'u' (truncated away: the model sees only 'n', 'b') triggered the 'b' touch with probability 0.8; the model
+  # credits b with its 0.1 and n with nothing.
+  journey = Journey(['n', 'b'], [2, 0], True)
+  triggered = triggering.Triggered(['u', 'n', 'b'], np.array([2]), np.array([0]), np.array([0.8]))
+  sums = counterfactual.credit_batch([('j', journey, journey, triggered)], additive, LENGTH, 6, 8)
+  assert sums['b'][0] == pytest.approx(0.1)  # removal
+  assert {c: sums[c][2] for c in ('u', 'n', 'b')} == pytest.approx({'u': 0.08, 'n': 0.0, 'b': 0.02})
+  assert sums['u'][:2] == pytest.approx([0.0, 0.0])  # removal and Shapley know only the touches the model saw
 
 
 def test_beam_pass_matches_the_direct_computation():

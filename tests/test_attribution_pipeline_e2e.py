@@ -20,7 +20,7 @@ from pipelines.attribution import campaign_report
 SAMPLE = os.path.join(REPO, 'data', 'attribution', 'impressions_sample.csv')
 TRUTH = os.path.join(REPO, 'data', 'attribution', 'ground_truth_sample.csv')
 BAD_ROWS = ['u999001,not-a-time,c01,0', ',1704067300,c02,0', 'u999002,1704067300,,1', 'u999003,1704067300,c03,yes']
-METHODS = {'removal', 'shapley', 'attention', 'attention_full_credit', 'last_touch', 'first_touch', 'linear',
+METHODS = {'total_effect', 'removal', 'shapley', 'attention', 'attention_full_credit', 'last_touch', 'first_touch', 'linear',
            'position_based', 'time_decay', 'markov', 'shapley_rates'}
 COMPONENTS = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'AnomaliesGate',
               'Transform', 'Tuner', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator', 'ChampionGate', 'Pusher',
@@ -163,15 +163,18 @@ def test_campaign_report_and_attribution_against_ground_truth(attribution_run):
   full_credit = attribution['attention_full_credit']['attributed_conversions']
   for row in rows:
     assert float(row['total_attention']) == pytest.approx(full_credit[row['campaign']], abs=1e-4)
-  # `attention` splits only each conversion's incremental part; removal and shapley share out the model's
+  # `attention` splits only each conversion's incremental part; the counterfactual methods share out the model's
   # incremental conversions over every journey (expected minus with no touches): both between 0 and all.
   incremental = first['data']['incremental_conversions']
   model_incremental = first['data']['model_incremental_conversions']
   assert 0 < incremental < conversions and 0 < model_incremental < conversions
   assert first['data']['counterfactual_seconds'] > 0
+  # The impression process saw every campaign of the report (a share of triggered touches for each).
+  assert set(first['data']['triggered_share']) == set(campaigns)
+  assert all(0.0 <= share <= 1.0 for share in first['data']['triggered_share'].values())
   for method, entry in attribution.items():
-    expected = {'attention': incremental, 'removal': model_incremental, 'shapley': model_incremental}.get(
-        method, conversions)
+    expected = {'attention': incremental, 'removal': model_incremental, 'shapley': model_incremental,
+                'total_effect': model_incremental}.get(method, conversions)
     assert sum(entry['attributed_conversions'].values()) == pytest.approx(expected, rel=1e-4), method
     assert -1 <= entry['spearman'] <= 1 and entry['abs_error'] >= 0, method
   # The comparison is the campaign report's attributed conversions against the ground-truth file.

@@ -27,6 +27,7 @@ of whole conversions, kept for comparison.
 """
 import csv
 import collections
+import hashlib
 import json
 import os
 import time
@@ -44,6 +45,7 @@ from tfx.utils import path_utils
 from modules import attribution as module
 from pipelines.attribution import baselines
 from pipelines.attribution import counterfactual
+from pipelines.attribution import triggering
 from pipelines import artifacts, beam_io
 
 REPORT_CSV = 'campaign_report.csv'
@@ -53,7 +55,8 @@ REPORT_PLOT = 'campaign_report.png'
 POSITION_PLOT = 'attention_by_position.png'
 JOURNEY_SPLITS = ('train', 'eval', 'test')
 COUNTERFACTUAL_SUMS = 'counterfactual_sums.json'
-MODEL_HEADLINE = 'removal'     # the counterfactual method that did best across both simulators (docs/attribution.md)
+SHARE_USERS = 2000
+MODEL_HEADLINE = 'total_effect'  # the counterfactual method that did best across the simulators (docs/attribution.md)
 BASELINE_HEADLINE = 'markov'
 
 
@@ -230,15 +233,52 @@ def write_report(directory: str, journeys: List[baselines.Journey], attended: Op
   return content
 
 
-def _keyed_journey(serialized: bytes) -> Tuple[str, baselines.Journey, bytes]:
+UserJourney = Tuple[float, List[str], List[float]]  # (hour of the last touch, every campaign, hours before the last)
+
+
+def user_journey(row: Dict[str, Any]) -> UserJourney:
+  """A journey example row's place in its user's stream, every touch included (triggering.user_stream)."""
+  return (float(row['end_timestamp']) / 3600.0, [str(c) for c in _as_list(row[module.ALL_CAMPAIGNS])],
+          [float(h) for h in _as_list(row[module.ALL_HOURS])])
+
+
+def fit_triggering(examples: types.Artifact, max_users: int) -> Tuple[triggering.Triggering, Dict[str, float]]:
+  """The touch process (triggering.fit) of at most `max_users` users (the smallest md5 of the uid: the same
+  users each run), each observed from the first touch in the data to the last, and each campaign's share of
+  touches it says earlier touches triggered (over the first SHARE_USERS of those users)."""
+  users: Dict[str, List[UserJourney]] = collections.defaultdict(list)
+  for split in JOURNEY_SPLITS:
+    pattern = os.path.join(artifact_utils.get_split_uri([examples], split), '*.gz')
+    for record in artifacts.read_records(pattern):
+      row = beam_io.serialized_example_to_row(record)
+      users[str(row['uid'])].append(user_journey(row))
+  chosen = sorted(users, key=lambda uid: hashlib.md5(uid.encode('utf-8')).hexdigest())[:max_users]
+  streams = [triggering.user_stream(users[uid]) for uid in chosen]
+  hours = [h for stream in streams for h in stream.hours]
+  process = triggering.fit(streams, max(hours) - min(hours) if hours else 0.0)
+  return process, triggering.triggered_shares(process, streams[:SHARE_USERS])
+
+
+def _keyed_by_user(serialized: bytes) -> Tuple[str, Tuple[str, baselines.Journey, bytes, UserJourney]]:
   row = beam_io.serialized_example_to_row(serialized)
-  return row[module.KEY], journey_of(row), serialized
+  return str(row['uid']), (row[module.KEY], journey_of(row), serialized, user_journey(row))
+
+
+def _with_triggered(element, process: triggering.Triggering):
+  """(uid, journeys) -> (key, journey, payload, triggering.Triggered) for each of the user's journeys."""
+  _, journeys = element
+  journeys = list(journeys)
+  for (key, journey, payload, _), triggered in zip(
+      journeys, triggering.triggered_journeys(process, [j[3] for j in journeys])):
+    yield key, journey, payload, triggered
 
 
 def counterfactual_sums(pipeline: beam.Pipeline, examples: types.Artifact, model_dir: str, length: int,
-                        max_exact: int, permutations: int, output_dir: str) -> Dict[str, np.ndarray]:
+                        max_exact: int, permutations: int, output_dir: str, process: triggering.Triggering
+                        ) -> Dict[str, np.ndarray]:
   """Runs the counterfactual pass (counterfactual.CounterfactualCredit) over every journey of the train, eval
-  and test splits with the model's `counterfactual` signature; returns its unscaled sums."""
+  and test splits with the model's `counterfactual` signature, each user's journeys with which touches the
+  `process` says earlier ones triggered; returns its unscaled sums."""
   path = os.path.join(output_dir, COUNTERFACTUAL_SUMS)
   with pipeline as p:
     reads = [p | f'Read{split}' >> beam.io.ReadFromTFRecord(
@@ -246,7 +286,9 @@ def counterfactual_sums(pipeline: beam.Pipeline, examples: types.Artifact, model
              for split in JOURNEY_SPLITS]
     _ = (reads
          | 'Flatten' >> beam.Flatten()
-         | 'Journeys' >> beam.Map(_keyed_journey)
+         | 'KeyByUser' >> beam.Map(_keyed_by_user)
+         | 'GroupByUser' >> beam.GroupByKey()
+         | 'Triggered' >> beam.FlatMap(_with_triggered, process)
          | 'Counterfactual' >> counterfactual.CounterfactualCredit(
              counterfactual.SavedModelPredict(model_dir), length, max_exact=max_exact, permutations=permutations)
          | 'AsJson' >> beam.Map(lambda sums: json.dumps({k: list(map(float, v)) for k, v in sums.items()}))
@@ -267,6 +309,7 @@ def CampaignReport(  # pylint: disable=invalid-name
     journey_max_length: tfx.dsl.components.Parameter[int] = 10,
     shapley_max_exact: tfx.dsl.components.Parameter[int] = 6,
     shapley_permutations: tfx.dsl.components.Parameter[int] = 16,
+    triggering_max_users: tfx.dsl.components.Parameter[int] = 50000,
     code_version: tfx.dsl.components.Parameter[str] = '',
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None) -> None:
   """Counterfactual, attention and baseline attribution per campaign (see the module docstring); ground_truth:
@@ -278,10 +321,14 @@ def CampaignReport(  # pylint: disable=invalid-name
   attended = list(read_attention(inference_result.uri)) if blessed else None
   truth = read_truth(ground_truth) if ground_truth else None
   started = time.monotonic()
+  process, shares = fit_triggering(examples, triggering_max_users)
+  totals_triggering = {'triggering_seconds': round(time.monotonic() - started, 2), 'triggered_share': shares}
+  started = time.monotonic()
   sums = counterfactual_sums(beam_pipeline, examples, path_utils.serving_model_path(model.uri), journey_max_length,
-                             shapley_max_exact, shapley_permutations, report.uri)
+                             shapley_max_exact, shapley_permutations, report.uri, process)
   credit, totals = counterfactual.scaled(sums)
   totals['counterfactual_seconds'] = round(time.monotonic() - started, 2)
+  totals.update(totals_triggering)
   content = write_report(report.uri, journeys, attended, truth, time_decay_half_life_hours, credit, totals, blessed)
   report.set_int_custom_property('journeys', content['journeys'])
   report.set_int_custom_property('converting_journeys', content['converting_journeys'])

@@ -12,11 +12,12 @@ does not move when a touch is withheld). Over every journey, converting or not:
 `credit_batch` is the pure computation over one batch of journeys and a `predict` function; `CounterfactualCredit`
 runs it as a Beam job with one batched model call per batch of journeys.
 """
-from typing import Any, Callable, Dict, Iterable, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
 
+from pipelines.attribution import triggering
 from pipelines.attribution.baselines import Journey
 from pipelines.attribution.shapley import coalitions, exact_matrix, shapley
 
@@ -24,7 +25,8 @@ from pipelines.attribution.shapley import coalitions, exact_matrix, shapley
 # (1 = the touch at that position stays)) -> probabilities [N]
 Predict = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 TOTAL = ''  # key of the journey totals beside the campaigns' sums (a campaign name is never empty)
-FIELDS = ('removal', 'shapley', 'expected', 'base')
+FIELDS = ('removal', 'shapley', 'total_effect', 'expected', 'base')
+METHODS = FIELDS[:3]
 
 
 def distinct_campaigns(journey: Journey) -> List[str]:
@@ -42,17 +44,41 @@ def keep_matrix(journey: Journey, campaigns: Sequence[str], masks: Sequence[int]
   return ((bits & 1) * (position_player >= 0)[None, :]).astype(np.float32)
 
 
-def credit_batch(journeys: Sequence[Tuple[str, Journey, Any]], predict: Predict, length: int, max_exact: int,
-                 permutations: int) -> Dict[str, np.ndarray]:
-  """{campaign: [removal, shapley, 0, 0], TOTAL: [0, 0, expected, base]} summed over the batch (unscaled), with
-  one `predict` call over every coalition of every journey. Items are (key, journey, payload): the payload is
-  what `predict` reads the journey from (a serialized example); keys seed each journey's sampled orders."""
+def touch_removal(journey: Journey, campaigns: Sequence[str], removal: Sequence[float]) -> np.ndarray:
+  """Each touch's part of its campaign's removal effect in the journey (an equal share per touch)."""
+  per_touch = {c: r / journey.campaigns.count(c) for c, r in zip(campaigns, removal)}
+  return np.array([per_touch[c] for c in journey.campaigns], float)
+
+
+def _total_effect(journey: Journey, triggered: Optional[triggering.Triggered], campaigns: Sequence[str],
+                  removal: Sequence[float]) -> Dict[str, float]:
+  """The journey's removal effects, spread over its touches and passed back along `triggered`."""
+  if triggered is None or not campaigns:
+    return dict(zip(campaigns, removal))
+  credit = np.zeros(len(triggered.campaigns))
+  credit[len(triggered.campaigns) - len(journey.campaigns):] = touch_removal(journey, campaigns, removal)
+  total: Dict[str, float] = {}
+  kept = triggering.propagate(credit, triggered.child, triggered.parent, triggered.share)
+  for campaign, part in zip(triggered.campaigns, kept):
+    total[campaign] = total.get(campaign, 0.0) + float(part)
+  return total
+
+
+def credit_batch(journeys: Sequence[Tuple[str, Journey, Any, Optional[triggering.Triggered]]], predict: Predict,
+                 length: int, max_exact: int, permutations: int) -> Dict[str, np.ndarray]:
+  """{campaign: [removal, shapley, total_effect, 0, 0], TOTAL: [0, 0, 0, expected, base]} summed over the batch
+  (unscaled), with one `predict` call over every coalition of every journey. Items are (key, journey, payload,
+  triggered): the payload is what `predict` reads the journey from (a serialized example); keys seed each
+  journey's sampled orders; triggered (triggering.triggered_journeys) has all the journey's touches, of which
+  `journey` is the last ones, and which touches earlier ones triggered. total_effect: the removal effects spread
+  over the touches and passed back to the touches that triggered them (triggering.propagate), which can reach a
+  touch the model did not see; with triggered None, the removal effect."""
   plans, rows, keeps = [], [], []
   payloads = np.empty(len(journeys), dtype=object)  # np.array would split tuple payloads into columns
-  for j, (key, journey, payload) in enumerate(journeys):
+  for j, (key, journey, payload, triggered) in enumerate(journeys):
     campaigns = distinct_campaigns(journey)
     masks, orders = coalitions(campaigns, max_exact, permutations, key)
-    plans.append((campaigns, masks, orders, len(rows)))
+    plans.append((journey, triggered, campaigns, masks, orders, len(rows)))
     payloads[j] = payload
     rows += [j] * len(masks)
     keeps.append(keep_matrix(journey, campaigns, masks, length))
@@ -60,17 +86,18 @@ def credit_batch(journeys: Sequence[Tuple[str, Journey, Any]], predict: Predict,
   if not keeps:
     return sums
   probabilities = np.asarray(predict(payloads, np.array(rows, np.int64), np.concatenate(keeps)), float).reshape(-1)
-  for campaigns, masks, orders, start in plans:
+  for journey, triggered, campaigns, masks, orders, start in plans:
     values = probabilities[start:start + len(masks)]
     value = dict(zip(masks, values))
     n = len(campaigns)
     full = (1 << n) - 1
     phi = exact_matrix(n) @ values if not orders else shapley(n, value, orders)  # exact: masks are 0..full
+    removal = [value[full] - value[full & ~(1 << i)] for i in range(n)]
     for i, campaign in enumerate(campaigns):
-      entry = sums.setdefault(campaign, np.zeros(len(FIELDS)))
-      entry[0] += value[full] - value[full & ~(1 << i)]
-      entry[1] += phi[i]
-    sums[TOTAL] += [0.0, 0.0, value[full], value[0]]
+      sums.setdefault(campaign, np.zeros(len(FIELDS)))[:2] += [removal[i], phi[i]]
+    for campaign, part in _total_effect(journey, triggered, campaigns, removal).items():
+      sums.setdefault(campaign, np.zeros(len(FIELDS)))[2] += part
+    sums[TOTAL] += [0.0, 0.0, 0.0, value[full], value[0]]
   return sums
 
 
@@ -78,14 +105,14 @@ def scaled(sums: Dict[str, np.ndarray]) -> Tuple[Dict[str, Dict[str, float]], Di
   """({'removal': {campaign: n}, 'shapley': {...}}, totals) with each method scaled to the model's incremental
   conversions (expected minus base); a method whose raw total is not positive is left unscaled."""
   total = sums.get(TOTAL, np.zeros(len(FIELDS)))
-  incremental = float(total[2] - total[3])
+  incremental = float(total[3] - total[4])
   credits = {}
-  for column, method in ((0, 'removal'), (1, 'shapley')):
+  for column, method in enumerate(METHODS):
     raw = {c: float(v[column]) for c, v in sums.items() if c != TOTAL}
     raw_total = sum(raw.values())
     factor = incremental / raw_total if raw_total > 0 else 1.0
     credits[method] = {c: v * factor for c, v in sorted(raw.items())}
-  return credits, {'expected_conversions': float(total[2]), 'base_conversions': float(total[3]),
+  return credits, {'expected_conversions': float(total[3]), 'base_conversions': float(total[4]),
                    'model_incremental_conversions': incremental}
 
 

@@ -103,7 +103,8 @@ def report_extras(settings: Dict[str, Any], artifact: Callable[[str, str], Any],
   with open(outputs['attribution_table'], 'w') as f:
     f.write(attribution_markdown(content['methods']))
   data = {key: content[key] for key in ('journeys', 'converting_journeys', 'incremental_conversions',
-                                       'model_incremental_conversions', 'counterfactual_seconds', 'attributed_by')
+                                       'model_incremental_conversions', 'counterfactual_seconds',
+                                       'triggering_seconds', 'triggered_share', 'attributed_by')
           if key in content}
   return ReportExtras(outputs=outputs, metrics={'attribution': content['methods']}, data=data)
 
@@ -163,7 +164,8 @@ def create_pipeline(pipeline_name: str, pipeline_root: str, data_uri: str, servi
       ground_truth=ground_truth_path(data_uri, settings['ground_truth']),
       time_decay_half_life_hours=float(settings['time_decay_half_life_hours']),
       code_version=code_version('pipelines.attribution.campaign_report', 'pipelines.attribution.baselines',
-                                'pipelines.attribution.counterfactual', 'pipelines.attribution.shapley'))
+                                'pipelines.attribution.counterfactual', 'pipelines.attribution.shapley',
+                                'pipelines.attribution.triggering'))
 
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name, pipeline_root=pipeline_root,
