@@ -1,8 +1,9 @@
 """Every attribution method against ground truth on three simulators: the bundled data
 (pipelines/attribution/simulate.py), simulator B (pipelines/attribution/simulator_b.py: a fixed engagement drives
 purchases and retargeting worth nothing) and simulator C (pipelines/attribution/simulator_c.py: a funnel of user
-states, upper-funnel campaigns two steps before the purchase), each through the whole pipeline. Prints Spearman and total absolute error per method side by side, the model's test AUC beside the
-logistic regression's, and the counterfactual pass's seconds.
+states, upper-funnel campaigns two steps before the purchase), each through the whole pipeline. Prints Spearman and
+total absolute error per method side by side, the model's test AUC beside the logistic regression's, the seconds of
+the counterfactual pass and of the impression process, and each campaign's share of triggered touches.
 
 Run: python benchmarks/attribution_simulators.py [--output /tmp/attr-bench] [--seed 11] [--seed-c 21] [--users 12000]
      [--set key=value ...]   (settings for every run, e.g. --set epochs=4)
@@ -61,7 +62,9 @@ def main() -> None:
     data = summary['data']
     print(f'{name}: headline {data.get("attributed_by")}, test AUC model {summary["metrics"]["model"]["auc"]:.3f} vs '
           f'logistic regression {summary["metrics"]["logistic_regression"]["auc"]:.3f}, counterfactual pass '
-          f'{data.get("counterfactual_seconds")} s over {data["journeys"]} journeys, wall {summary["wall_seconds"]} s')
+          f'{data.get("counterfactual_seconds")} s over {data["journeys"]} journeys, impression process '
+          f'{data.get("triggering_seconds")} s, wall {summary["wall_seconds"]} s')
+    print(f'  triggered share: ' + ', '.join(f'{c} {v:.2f}' for c, v in data.get('triggered_share', {}).items()))
 
 
 if __name__ == '__main__':

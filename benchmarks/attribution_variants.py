@@ -74,7 +74,7 @@ def featurize(examples: List[Dict[str, Any]], vocabulary: Dict[str, int]) -> Tup
 
 
 def credit(model, correction: float, features: Dict[str, np.ndarray], examples: List[Dict[str, Any]], length: int,
-           shapley: bool) -> Dict[str, Dict[str, float]]:
+           shapley: bool, flights: bool = True, kernel_hours=triggering.KERNEL_HOURS) -> Dict[str, Dict[str, float]]:
   """counterfactual.credit_batch over every journey with the in-memory model; scaled like the pipeline."""
 
   def predict(payloads: np.ndarray, rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -95,9 +95,8 @@ def credit(model, correction: float, features: Dict[str, np.ndarray], examples: 
   users = collections.defaultdict(list)
   for item, e in zip(items, examples):
     users[e['uid']].append((item, (e['end_timestamp'] / 3600.0, e['all_campaigns'], e['all_hours'])))
-  first = min(e['end_timestamp'] / 3600.0 - e['all_hours'][0] for e in examples)
-  last = max(e['end_timestamp'] / 3600.0 for e in examples)
-  process = triggering.fit([triggering.user_stream([j for _, j in user]) for user in users.values()], last - first)
+  process = triggering.fit([triggering.user_stream([j for _, j in user]) for user in users.values()],
+                           kernel_hours=kernel_hours, flights=flights)
   for user in users.values():
     for (item, _), triggered in zip(user, triggering.triggered_journeys(process, [j for _, j in user])):
       item[3] = triggered
@@ -150,13 +149,16 @@ def main() -> None:
     auc = tf.keras.metrics.AUC(num_thresholds=1000)
     auc.update_state(labels[test], tf.sigmoid(logits.reshape(-1)))
     trained = time.time()
-    result = credit(model, -math.log(factor), features, examples, length, args.shapley)
+    kernels = [float(h) for h in str(config.get('kernel_hours', '')).split(',') if h] or triggering.KERNEL_HOURS
+    result = credit(model, -math.log(factor), features, examples, length, args.shapley, kernel_hours=kernels)
+    result['total_effect_no_flights'] = credit(model, -math.log(factor), features, examples, length, False,
+                                               flights=False, kernel_hours=kernels)['total_effect']
     runs.append(result)
     line = {'tag': args.tag, 'data': args.data, 'seed': seed, 'auc': round(float(auc.result()), 4),
             'train_s': round(trained - started), 'credit_s': round(time.time() - trained),
             'incremental': round(result['totals']['model_incremental_conversions']),
             'touch_log_odds': round(module.touch_log_odds(model, {k: v[test] for k, v in features.items()}), 4)}
-    for method in ('removal', 'shapley', 'total_effect'):
+    for method in ('removal', 'shapley', 'total_effect', 'total_effect_no_flights'):
       if method in result:
         line[method] = {k: round(v, 3) for k, v in baselines.compare(result[method], truth).items()}
     line['removal_credit'] = {c: round(v) for c, v in result['removal'].items()}
@@ -164,7 +166,7 @@ def main() -> None:
     print(json.dumps(line), flush=True)
   if len(runs) > 1:
     line = {'tag': args.tag, 'data': args.data, 'seed': 'mean'}
-    for method in ('removal', 'shapley', 'total_effect'):
+    for method in ('removal', 'shapley', 'total_effect', 'total_effect_no_flights'):
       if method in runs[0]:
         mean = {c: float(np.mean([r[method].get(c, 0.0) for r in runs])) for c in runs[0][method]}
         line[method] = {k: round(v, 3) for k, v in baselines.compare(mean, truth).items()}

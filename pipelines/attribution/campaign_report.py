@@ -244,8 +244,8 @@ def user_journey(row: Dict[str, Any]) -> UserJourney:
 
 def fit_triggering(examples: types.Artifact, max_users: int) -> Tuple[triggering.Triggering, Dict[str, float]]:
   """The touch process (triggering.fit) of at most `max_users` users (the smallest md5 of the uid: the same
-  users each run), each observed from the first touch in the data to the last, and each campaign's share of
-  touches it says earlier touches triggered (over the first SHARE_USERS of those users)."""
+  users each run), and each campaign's share of touches it says earlier touches triggered (over the first
+  SHARE_USERS of those users)."""
   users: Dict[str, List[UserJourney]] = collections.defaultdict(list)
   for split in JOURNEY_SPLITS:
     pattern = os.path.join(artifact_utils.get_split_uri([examples], split), '*.gz')
@@ -254,8 +254,7 @@ def fit_triggering(examples: types.Artifact, max_users: int) -> Tuple[triggering
       users[str(row['uid'])].append(user_journey(row))
   chosen = sorted(users, key=lambda uid: hashlib.md5(uid.encode('utf-8')).hexdigest())[:max_users]
   streams = [triggering.user_stream(users[uid]) for uid in chosen]
-  hours = [h for stream in streams for h in stream.hours]
-  process = triggering.fit(streams, max(hours) - min(hours) if hours else 0.0)
+  process = triggering.fit(streams)
   return process, triggering.triggered_shares(process, streams[:SHARE_USERS])
 
 

@@ -8,11 +8,14 @@ to purchase: a mutually exciting point process model for online advertising and 
 impressions (a stream, over every journey, observed over the same window) are modelled as a Hawkes process:
 campaign m's impressions arrive at the rate
 
-    activity_u * background[m] + sum over the user's earlier touches i: sum over kernels s of
-                                 excitation[s, c_i, m] * decay_s * exp(-decay_s * (t - t_i))
+    activity_u * background[m, day of t] + sum over the user's earlier touches i: sum over kernels s of
+                                           excitation[s, c_i, m] * decay_s * exp(-decay_s * (t - t_i))
 
-with a short and a long kernel. `activity_u` is the user's own level of exposure (users differ in how much they
-browse): without it a busy user's touches would look as if they triggered each other. The parameters are fitted by
+with kernels of a day, ten days and a month. `activity_u` is the user's own level of exposure (users differ in how much they
+browse): without it a busy user's touches would look as if they triggered each other. A campaign's background is
+off on the days it was not running (a week or more without its impressions), or a campaign launched after another
+would look triggered by it; it does not follow volume on the days it ran, because a campaign whose volume grows as
+earlier campaigns bring users to it is what the process is to find. Fitted by
 expectation-maximisation (Lewis and Mohler 2011). Each touch then has a probability of being background and, for
 each earlier touch, of having been triggered by it; `propagate` passes a touch's credit to the touches that
 triggered it in those shares, latest touches first, so credit flows back to where a chain began. Campaigns that
@@ -24,8 +27,9 @@ from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 
-KERNEL_HOURS = (24.0, 240.0)  # a touch's pull on later touches within about a day, and within about ten days
-MIN_WINDOW_HOURS = 1.0        # so that a stream's activity is finite
+KERNEL_HOURS = (24.0, 240.0, 720.0)  # a touch's pull on later touches within a day, ten days, a month
+BIN_HOURS = 24.0              # the background is on the days a campaign ran (flights, launches), off the others
+MIN_GAP_DAYS = 7              # days without a campaign's impressions that mean it was not running (flights: weeks)
 MAX_PARENTS = 100             # earlier touches a touch can have been triggered by: bounds the pairs of a heavy user
 ITERATIONS = 50
 LOCAL_ITERATIONS = 10
@@ -33,14 +37,19 @@ LOCAL_ITERATIONS = 10
 
 @dataclasses.dataclass(frozen=True)
 class Triggering:
-  """A fitted process: campaigns (index order), background [V] per hour at activity 1, excitation [S, V, V]
-  (expected touches of the column campaign one touch of the row campaign brings, per kernel), decays [S] per hour,
-  the hours each stream is observed."""
+  """A fitted process: campaigns (index order), background [V, D] per hour at activity 1 in each of D days from
+  `start_hours` (the window every stream is observed over; a campaign's rate on the days it ran, 0 on the others:
+  _running), excitation [S, V, V] (expected touches of the column
+  campaign one touch of the row campaign brings, per kernel), decays [S] per hour."""
   campaigns: Tuple[str, ...]
   background: np.ndarray
   excitation: np.ndarray
   decays: np.ndarray
-  window_hours: float
+  start_hours: float
+
+  def day(self, hours: np.ndarray) -> np.ndarray:
+    """The background's day of each time (times outside the window: its first or last day)."""
+    return np.clip(((hours - self.start_hours) // BIN_HOURS).astype(np.int64), 0, self.background.shape[1] - 1)
 
 
 class Stream(NamedTuple):
@@ -85,43 +94,66 @@ def _e_step(events: _Events, process: 'Triggering', activity: np.ndarray) -> Tup
   dt = events.time[events.child] - events.time[events.parent]
   triggered = (process.excitation[:, events.campaign[events.parent], events.campaign[events.child]]
                * _kernels(process.decays, dt))
-  base = process.background[events.campaign] * activity[events.stream]
+  # Floored: a touch on a day its campaign did not run in the fitted users is background unless a parent explains it.
+  base = np.maximum(process.background[events.campaign, process.day(events.time)] * activity[events.stream], 1e-12)
   total = np.maximum(base + np.bincount(events.child, triggered.sum(axis=0), minlength=len(base)), 1e-300)
   return base / total, triggered / total[events.child][None, :]
 
 
 def _activity(events: _Events, p_background: np.ndarray, process: 'Triggering', streams: int) -> np.ndarray:
   """Each stream's exposure level: its background touches over what activity 1 would bring in the window."""
-  expected = max(float(process.background.sum()) * process.window_hours, 1e-300)
+  expected = max(float(process.background.sum()) * BIN_HOURS, 1e-300)
   return np.maximum(np.bincount(events.stream, p_background, minlength=streams) / expected, 1e-12)
 
 
-def fit(streams: Sequence[Stream], window_hours: float, iterations: int = ITERATIONS,
-        kernel_hours: Sequence[float] = KERNEL_HOURS) -> Triggering:
-  """Fits the process to the streams' touches, observed over `window_hours` each, by expectation-maximisation
-  (deterministic: no random start)."""
+def _running(volume: np.ndarray) -> np.ndarray:
+  """[V, D] 1.0 on the days each campaign ran: every day but those in a run of at least MIN_GAP_DAYS days without
+  its impressions (a shorter gap, or a slow start as users reach it, is the campaign running)."""
+  running = np.ones_like(volume)
+  for campaign, days in enumerate(volume > 0):
+    start = None
+    for day, active in enumerate(list(days) + [True]):
+      if not active and start is None:
+        start = day
+      elif active and start is not None:
+        if day - start >= MIN_GAP_DAYS:
+          running[campaign, start:day] = 0.0
+        start = None
+  return running
+
+
+def fit(streams: Sequence[Stream], iterations: int = ITERATIONS, kernel_hours: Sequence[float] = KERNEL_HOURS,
+        flights: bool = True) -> Triggering:
+  """Fits the process to the streams' touches by expectation-maximisation (deterministic: no random start); every
+  stream is observed from the first touch of all to the last. flights=False: every campaign's background on every
+  day (the alternative benchmarks/attribution_variants.py measures)."""
   campaigns = tuple(sorted({c for s in streams for c in s.campaigns}))
   index = {c: i for i, c in enumerate(campaigns)}
   events = _events(streams, index)
   v, k = len(campaigns), len(kernel_hours)
-  window = max(float(window_hours), MIN_WINDOW_HOURS)
+  start, end = (events.time.min(), events.time.max()) if len(events.time) else (0.0, 0.0)
+  days = int((end - start) // BIN_HOURS) + 1
   decays = 1.0 / np.asarray(kernel_hours, float)
-  process = Triggering(campaigns, np.bincount(events.campaign, minlength=v) / (window * max(len(streams), 1)),
-                       np.full((k, v, v), 0.01), decays, window)
+  volume = np.zeros((v, days))
+  np.add.at(volume, (events.campaign, ((events.time - start) // BIN_HOURS).astype(np.int64)), 1.0)
+  live = _running(volume) if flights else np.ones_like(volume)
+  process = Triggering(campaigns, live * (volume.sum(axis=1, keepdims=True) / np.maximum(
+      live.sum(axis=1, keepdims=True) * BIN_HOURS * max(len(streams), 1), 1e-300)), np.full((k, v, v), 0.01),
+                       decays, float(start))
   activity = np.ones(len(streams))
-  end = events.time.max() if len(events.time) else 0.0
   # The mass of each kernel a touch could still fill before the end of observation.
   reach = 1.0 - np.exp(-decays[:, None] * (end - events.time)[None, :])
   for _ in range(iterations):
     p_background, p_pair = _e_step(events, process, activity)
     activity = _activity(events, p_background, process, len(streams))
-    background = np.bincount(events.campaign, p_background, minlength=v) / max(float(activity.sum()) * window,
-                                                                                  1e-300)
+    rate = np.bincount(events.campaign, p_background, minlength=v) / np.maximum(
+        live.sum(axis=1) * BIN_HOURS * float(activity.sum()), 1e-300)
+    background = live * rate[:, None]
     excitation = np.zeros((k, v, v))
     for s in range(k):
       np.add.at(excitation[s], (events.campaign[events.parent], events.campaign[events.child]), p_pair[s])
       excitation[s] /= np.maximum(np.bincount(events.campaign, reach[s], minlength=v), 1e-12)[:, None]
-    process = Triggering(campaigns, background, excitation, decays, window)
+    process = Triggering(campaigns, background, excitation, decays, float(start))
   return process
 
 
