@@ -55,7 +55,7 @@ REPORT_PLOT = 'campaign_report.png'
 POSITION_PLOT = 'attention_by_position.png'
 JOURNEY_SPLITS = ('train', 'eval', 'test')
 COUNTERFACTUAL_SUMS = 'counterfactual_sums.json'
-SHARE_USERS = 2000
+SHARE_USERS = 2000  # users over whom summary.json's triggered share per campaign is counted: a summary
 MODEL_HEADLINE = 'total_effect'  # the counterfactual method that did best across the simulators (docs/attribution.md)
 BASELINE_HEADLINE = 'markov'
 

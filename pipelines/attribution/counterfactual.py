@@ -7,8 +7,10 @@ does not move when a touch is withheld). Over every journey, converting or not:
 - Shapley value of c: the average over orders of D of c's marginal contribution v(S + c) - v(S); exact (every
   subset) when |D| <= max_exact, else over `permutations` orders drawn with a seed per journey; the values of a
   journey sum to v(D) - v(empty) either way (efficiency);
+- total effect of c: each campaign's removal effect spread equally over its touches in the journey, then passed
+  back from touches that earlier touches triggered to those (pipelines/attribution/triggering.py), summed;
 - the model's incremental conversions: sum of v(D) - v(empty) (expected conversions minus those of the same
-  journeys with no touches); both credits are scaled so that their total equals it.
+  journeys with no touches); every credit is scaled so that its total equals it.
 `credit_batch` is the pure computation over one batch of journeys and a `predict` function; `CounterfactualCredit`
 runs it as a Beam job with one batched model call per batch of journeys.
 """
@@ -44,7 +46,7 @@ def keep_matrix(journey: Journey, campaigns: Sequence[str], masks: Sequence[int]
   return ((bits & 1) * (position_player >= 0)[None, :]).astype(np.float32)
 
 
-def touch_removal(journey: Journey, campaigns: Sequence[str], removal: Sequence[float]) -> np.ndarray:
+def _touch_removal(journey: Journey, campaigns: Sequence[str], removal: Sequence[float]) -> np.ndarray:
   """Each touch's part of its campaign's removal effect in the journey (an equal share per touch)."""
   per_touch = {c: r / journey.campaigns.count(c) for c, r in zip(campaigns, removal)}
   return np.array([per_touch[c] for c in journey.campaigns], float)
@@ -56,7 +58,7 @@ def _total_effect(journey: Journey, triggered: Optional[triggering.Triggered], c
   if triggered is None or not campaigns:
     return dict(zip(campaigns, removal))
   credit = np.zeros(len(triggered.campaigns))
-  credit[len(triggered.campaigns) - len(journey.campaigns):] = touch_removal(journey, campaigns, removal)
+  credit[len(triggered.campaigns) - len(journey.campaigns):] = _touch_removal(journey, campaigns, removal)
   total: Dict[str, float] = {}
   kept = triggering.propagate(credit, triggered.child, triggered.parent, triggered.share)
   for campaign, part in zip(triggered.campaigns, kept):
@@ -102,7 +104,7 @@ def credit_batch(journeys: Sequence[Tuple[str, Journey, Any, Optional[triggering
 
 
 def scaled(sums: Dict[str, np.ndarray]) -> Tuple[Dict[str, Dict[str, float]], Dict[str, float]]:
-  """({'removal': {campaign: n}, 'shapley': {...}}, totals) with each method scaled to the model's incremental
+  """({method: {campaign: n}} for each of METHODS, totals) with each method scaled to the model's incremental
   conversions (expected minus base); a method whose raw total is not positive is left unscaled."""
   total = sums.get(TOTAL, np.zeros(len(FIELDS)))
   incremental = float(total[3] - total[4])

@@ -31,16 +31,16 @@ KERNEL_HOURS = (24.0, 240.0, 720.0)  # a touch's pull on later touches within a 
 BIN_HOURS = 24.0              # the background is on the days a campaign ran (flights, launches), off the others
 MIN_GAP_DAYS = 7              # days without a campaign's impressions that mean it was not running (flights: weeks)
 MAX_PARENTS = 100             # earlier touches a touch can have been triggered by: bounds the pairs of a heavy user
-ITERATIONS = 50
-LOCAL_ITERATIONS = 10
+ITERATIONS = 50               # EM steps of the fit (how far the shares still move: benchmarks/RESULTS.md)
+LOCAL_ITERATIONS = 10         # steps fitting one user's activity with the rest of the process fixed
 
 
 @dataclasses.dataclass(frozen=True)
 class Triggering:
   """A fitted process: campaigns (index order), background [V, D] per hour at activity 1 in each of D days from
   `start_hours` (the window every stream is observed over; a campaign's rate on the days it ran, 0 on the others:
-  _running), excitation [S, V, V] (expected touches of the column
-  campaign one touch of the row campaign brings, per kernel), decays [S] per hour."""
+  _running), excitation [S, V, V] (expected touches of the column campaign one touch of the row campaign brings,
+  per kernel), decays [S] per hour."""
   campaigns: Tuple[str, ...]
   background: np.ndarray
   excitation: np.ndarray
