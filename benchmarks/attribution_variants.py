@@ -1,15 +1,19 @@
 """The conversion model and its counterfactual credit outside the pipeline, to measure seed noise and variants fast.
 
 Same journeys (modules.attribution.journeys), same split (assign_split), same model and training
-(fit_conversion_model, default settings, no Tuner), same counterfactual arithmetic (counterfactual.credit_batch)
-as the pipeline, but in memory: one run is a few minutes on 2 cores instead of ~20. The figures in
-docs/attribution.md's table come from the pipeline; this script measures how much they move with the seeds.
+(fit_conversion_model, default settings, no Tuner), same impression process (triggering.fit over every user's
+touches) and counterfactual arithmetic (counterfactual.credit_batch) as the pipeline, but in memory: one run is a
+few minutes on 2 cores instead of ~20. The figures in docs/attribution.md's tables come from the pipeline where
+they say so; this script measures how much they move with the seeds and the variants.
 
 Run: python benchmarks/attribution_variants.py --data IMPRESSIONS.csv --truth GROUND_TRUTH.csv
      [--seeds 42 43] [--set ensemble=1 --set journey_max_length=20 ...] [--shapley]
 (each seed trains the pipeline's default ensemble of `ensemble` members unless --set ensemble=1;
-`--set history=off` feeds zeros as the user's history: close to the model before it had one)
-Prints one JSON line per model seed (Spearman, abs. error of removal / shapley) and one for their average credit.
+`--set history=off` feeds zeros as the user's history: close to the model before it had one;
+`--set kernel_hours=24,240` the impression process's kernels)
+Prints the impression process's seconds and triggered shares, then one JSON line per model seed (Spearman, abs.
+error of removal / shapley / total_effect, and total_effect with the background on every day: the alternative to
+the flights rule) and one for their average credit.
 """
 import argparse
 import collections
@@ -17,7 +21,7 @@ import csv
 import json
 import math
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -74,7 +78,8 @@ def featurize(examples: List[Dict[str, Any]], vocabulary: Dict[str, int]) -> Tup
 
 
 def credit(model, correction: float, features: Dict[str, np.ndarray], examples: List[Dict[str, Any]], length: int,
-           shapley: bool, flights: bool = True, kernel_hours=triggering.KERNEL_HOURS) -> Dict[str, Dict[str, float]]:
+           shapley: bool, flights: bool = True, kernel_hours: Sequence[float] = triggering.KERNEL_HOURS
+           ) -> Dict[str, Dict[str, float]]:
   """counterfactual.credit_batch over every journey with the in-memory model; scaled like the pipeline."""
 
   def predict(payloads: np.ndarray, rows: np.ndarray, keep: np.ndarray) -> np.ndarray:

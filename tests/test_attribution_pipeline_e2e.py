@@ -20,8 +20,8 @@ from pipelines.attribution import campaign_report
 SAMPLE = os.path.join(REPO, 'data', 'attribution', 'impressions_sample.csv')
 TRUTH = os.path.join(REPO, 'data', 'attribution', 'ground_truth_sample.csv')
 BAD_ROWS = ['u999001,not-a-time,c01,0', ',1704067300,c02,0', 'u999002,1704067300,,1', 'u999003,1704067300,c03,yes']
-METHODS = {'total_effect', 'removal', 'shapley', 'attention', 'attention_full_credit', 'last_touch', 'first_touch', 'linear',
-           'position_based', 'time_decay', 'markov', 'shapley_rates'}
+METHODS = {'total_effect', 'removal', 'shapley', 'attention', 'attention_full_credit', 'last_touch', 'first_touch',
+           'linear', 'position_based', 'time_decay', 'markov', 'shapley_rates'}
 COMPONENTS = {'CsvExampleGen', 'ExamplesBuilder', 'StatisticsGen', 'SchemaGen', 'ExampleValidator', 'AnomaliesGate',
               'Transform', 'Tuner', 'Trainer', 'latest_blessed_model_resolver', 'Evaluator', 'ChampionGate', 'Pusher',
               'BulkInferrer',

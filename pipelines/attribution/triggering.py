@@ -11,11 +11,11 @@ campaign m's impressions arrive at the rate
     activity_u * background[m, day of t] + sum over the user's earlier touches i: sum over kernels s of
                                            excitation[s, c_i, m] * decay_s * exp(-decay_s * (t - t_i))
 
-with kernels of a day, ten days and a month. `activity_u` is the user's own level of exposure (users differ in how much they
-browse): without it a busy user's touches would look as if they triggered each other. A campaign's background is
-off on the days it was not running (a week or more without its impressions), or a campaign launched after another
-would look triggered by it; it does not follow volume on the days it ran, because a campaign whose volume grows as
-earlier campaigns bring users to it is what the process is to find. Fitted by
+with kernels of a day, ten days and a month. `activity_u` is the user's own level of exposure (users differ in
+how much they browse): without it a busy user's touches would look as if they triggered each other. A campaign's
+background is off on the days it was not running (a week or more without its impressions), or a campaign launched
+after another would look triggered by it; it does not follow volume on the days it ran, because a campaign whose
+volume grows as earlier campaigns bring users to it is what the process is to find. Fitted by
 expectation-maximisation (Lewis and Mohler 2011). Each touch then has a probability of being background and, for
 each earlier touch, of having been triggered by it; `propagate` passes a touch's credit to the touches that
 triggered it in those shares, latest touches first, so credit flows back to where a chain began. Campaigns that
