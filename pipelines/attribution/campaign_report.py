@@ -78,13 +78,26 @@ def journey_of(row: Dict[str, Any]) -> baselines.Journey:
                            converted=bool(row[module.LABEL]))
 
 
-def read_journeys(examples: types.Artifact) -> List[baselines.Journey]:
-  """Every journey of the train, eval and test splits (each journey is in exactly one)."""
-  found = []
+UserJourney = Tuple[float, List[str], List[float]]  # (hour of the last touch, every campaign, hours before the last)
+
+
+def user_journey(row: Dict[str, Any]) -> UserJourney:
+  """A journey example row's place in its user's stream, every touch included (triggering.user_stream)."""
+  return (float(row['end_timestamp']) / 3600.0, [str(c) for c in _as_list(row[module.ALL_CAMPAIGNS])],
+          [float(h) for h in _as_list(row[module.ALL_HOURS])])
+
+
+def read_journeys(examples: types.Artifact) -> Tuple[List[baselines.Journey], Dict[str, List[UserJourney]]]:
+  """Every journey of the train, eval and test splits (each journey is in exactly one), and each user's journeys
+  with every touch (user_journey), in one read."""
+  found, users = [], collections.defaultdict(list)
   for split in JOURNEY_SPLITS:
     pattern = os.path.join(artifact_utils.get_split_uri([examples], split), '*.gz')
-    found += [journey_of(beam_io.serialized_example_to_row(r)) for r in artifacts.read_records(pattern)]
-  return found
+    for record in artifacts.read_records(pattern):
+      row = beam_io.serialized_example_to_row(record)
+      found.append(journey_of(row))
+      users[str(row['uid'])].append(user_journey(row))
+  return found, dict(users)
 
 
 class Attended(NamedTuple):
@@ -233,25 +246,11 @@ def write_report(directory: str, journeys: List[baselines.Journey], attended: Op
   return content
 
 
-UserJourney = Tuple[float, List[str], List[float]]  # (hour of the last touch, every campaign, hours before the last)
-
-
-def user_journey(row: Dict[str, Any]) -> UserJourney:
-  """A journey example row's place in its user's stream, every touch included (triggering.user_stream)."""
-  return (float(row['end_timestamp']) / 3600.0, [str(c) for c in _as_list(row[module.ALL_CAMPAIGNS])],
-          [float(h) for h in _as_list(row[module.ALL_HOURS])])
-
-
-def fit_triggering(examples: types.Artifact, max_users: int) -> Tuple[triggering.Triggering, Dict[str, float]]:
-  """The touch process (triggering.fit) of at most `max_users` users (the smallest md5 of the uid: the same
+def fit_triggering(users: Dict[str, List[UserJourney]], max_users: int
+                   ) -> Tuple[triggering.Triggering, Dict[str, float]]:
+  """The touch process (triggering.fit) of at most `max_users` of the users (the smallest md5 of the uid: the same
   users each run), and each campaign's share of touches it says earlier touches triggered (over the first
   SHARE_USERS of those users)."""
-  users: Dict[str, List[UserJourney]] = collections.defaultdict(list)
-  for split in JOURNEY_SPLITS:
-    pattern = os.path.join(artifact_utils.get_split_uri([examples], split), '*.gz')
-    for record in artifacts.read_records(pattern):
-      row = beam_io.serialized_example_to_row(record)
-      users[str(row['uid'])].append(user_journey(row))
   chosen = sorted(users, key=lambda uid: hashlib.md5(uid.encode('utf-8')).hexdigest())[:max_users]
   streams = [triggering.user_stream(users[uid]) for uid in chosen]
   process = triggering.fit(streams)
@@ -315,12 +314,12 @@ def CampaignReport(  # pylint: disable=invalid-name
   path of a CSV campaign,true_incremental_conversions, or '' for none (then no spearman / abs_error);
   code_version: a hash of this code and the baselines', so a change in them invalidates the cache."""
   del code_version
-  journeys = read_journeys(examples)
+  journeys, users = read_journeys(examples)
   blessed = bool(tf.io.gfile.glob(os.path.join(inference_result.uri, '*.gz')))
   attended = list(read_attention(inference_result.uri)) if blessed else None
   truth = read_truth(ground_truth) if ground_truth else None
   started = time.monotonic()
-  process, shares = fit_triggering(examples, triggering_max_users)
+  process, shares = fit_triggering(users, triggering_max_users)
   totals_triggering = {'triggering_seconds': round(time.monotonic() - started, 2), 'triggered_share': shares}
   started = time.monotonic()
   sums = counterfactual_sums(beam_pipeline, examples, path_utils.serving_model_path(model.uri), journey_max_length,
