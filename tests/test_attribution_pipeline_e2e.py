@@ -49,7 +49,8 @@ def shared_run(tmp_path_factory):
     data = root / 'impressions.csv'
     with open(SAMPLE) as f:
       data.write_text(f.read() + '\n'.join(BAD_ROWS) + '\n')
-    args = ['run', 'attribution', '--data', str(data), '--output', str(root / 'runs'), '--set', 'epochs=4']
+    args = ['run', 'attribution', '--data', str(data), '--output', str(root / 'runs'), '--set', 'epochs=4',
+            '--set', 'tuning=on']  # off by default; the Tuner's path is under test here
     assert main(args + ['--set', f'ground_truth={TRUTH}']) == 0
     out = root / 'runs' / 'attribution'
     first = json.loads((out / 'summary.json').read_text())
