@@ -137,23 +137,28 @@ def fit(streams: Sequence[Stream], iterations: int = ITERATIONS, kernel_hours: S
   volume = np.zeros((v, days))
   np.add.at(volume, (events.campaign, ((events.time - start) // BIN_HOURS).astype(np.int64)), 1.0)
   live = _running(volume) if flights else np.ones_like(volume)
-  process = Triggering(campaigns, live * (volume.sum(axis=1, keepdims=True) / np.maximum(
-      live.sum(axis=1, keepdims=True) * BIN_HOURS * max(len(streams), 1), 1e-300)), np.full((k, v, v), 0.01),
-                       decays, float(start))
+
+  def background(p_background: np.ndarray, activity_total: float) -> np.ndarray:
+    """The M-step's background: each campaign's background touches over the hours it ran, times all activity."""
+    rate = np.bincount(events.campaign, p_background, minlength=v) / np.maximum(
+        live.sum(axis=1) * BIN_HOURS * activity_total, 1e-300)
+    return live * rate[:, None]
+
   activity = np.ones(len(streams))
-  # The mass of each kernel a touch could still fill before the end of observation.
+  process = Triggering(campaigns, background(np.ones(len(events.campaign)), float(activity.sum())),
+                       np.full((k, v, v), 0.01), decays, float(start))
+  # The mass of each kernel the touches of each campaign could still fill before the end of observation.
   reach = 1.0 - np.exp(-decays[:, None] * (end - events.time)[None, :])
+  exposure = np.stack([np.bincount(events.campaign, reach[s], minlength=v) for s in range(k)])
   for _ in range(iterations):
     p_background, p_pair = _e_step(events, process, activity)
     activity = _activity(events, p_background, process, len(streams))
-    rate = np.bincount(events.campaign, p_background, minlength=v) / np.maximum(
-        live.sum(axis=1) * BIN_HOURS * float(activity.sum()), 1e-300)
-    background = live * rate[:, None]
     excitation = np.zeros((k, v, v))
     for s in range(k):
       np.add.at(excitation[s], (events.campaign[events.parent], events.campaign[events.child]), p_pair[s])
-      excitation[s] /= np.maximum(np.bincount(events.campaign, reach[s], minlength=v), 1e-12)[:, None]
-    process = Triggering(campaigns, background, excitation, decays, float(start))
+      excitation[s] /= np.maximum(exposure[s], 1e-12)[:, None]
+    process = Triggering(campaigns, background(p_background, float(activity.sum())), excitation, decays,
+                         float(start))
   return process
 
 
